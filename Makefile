@@ -1,0 +1,65 @@
+# opview Makefile. Run `make help` for the list of targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO          ?= go
+BIN         := bin
+RELAY       := $(BIN)/opview-relay
+# Tools are pinned here and run with `go run pkg@version`, so nothing needs installing by hand.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Modules of the repository: the root (relay, dashboards generator, examples) and test/, which holds
+# the checks that need github.com/prometheus/prometheus or real binaries (kept out of the root module).
+MODULES     := . test
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the relay into bin/opview-relay.
+	$(GO) build -o $(RELAY) ./exporter/cmd/opview-relay
+
+.PHONY: run
+run: build ## Start the relay on :9091 with defaults.
+	./$(RELAY) $(ARGS)
+
+.PHONY: test
+test: lint check-generated ## Unit and integration tests of every module, lint, generated files in sync.
+	@for m in $(MODULES); do \
+	  if [ -f $$m/go.mod ]; then echo ">> go test ($$m)"; (cd $$m && $(GO) test -race -count=1 ./...); fi; \
+	done
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck on every module.
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^\.cache/' || true)); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@for m in $(MODULES); do \
+	  if [ -f $$m/go.mod ]; then echo ">> vet + staticcheck ($$m)"; \
+	    (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...); fi; \
+	done
+
+.PHONY: generate
+generate: dashboards ## Regenerate every generated file.
+
+.PHONY: check-generated
+check-generated: generate ## Fail when committed generated files differ from the generators' output.
+	@git diff --exit-code -- dashboards deploy || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- dashboards deploy); \
+	  if [ -n "$$untracked" ]; then echo "generated files not committed:"; echo "$$untracked"; exit 1; fi
+
+.PHONY: dashboards
+dashboards: ## Regenerate the Grafana dashboards' JSON in dashboards/.
+	@if [ -d dashboards/cmd/generate ]; then $(GO) run ./dashboards/cmd/generate -out dashboards; fi
+
+.PHONY: fuzz
+fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).
+	$(GO) test ./exporter/... -run '^$$' -fuzz FuzzParsePush -fuzztime $${FUZZTIME:-30s}
+
+.PHONY: clean
+clean: ## Remove build outputs (not the e2e binary cache; see clean-cache).
+	rm -rf $(BIN) dist
+
+.PHONY: clean-cache
+clean-cache: ## Remove the cache of real binaries built for make e2e and make bench.
+	rm -rf .cache

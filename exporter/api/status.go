@@ -1,0 +1,74 @@
+package api
+
+import (
+	"embed"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/opview/opview/exporter/store"
+)
+
+//go:embed status.html
+var statusFS embed.FS
+
+var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMap{
+	"ago": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return now.Sub(t).Truncate(time.Second).String() + " ago"
+	},
+	"until": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		if d := t.Sub(now); d > 0 {
+			return "in " + d.Truncate(time.Second).String()
+		}
+		return "expired " + now.Sub(t).Truncate(time.Second).String() + " ago"
+	},
+}).ParseFS(statusFS, "status.html"))
+
+// StatusInfo is what the status page shows besides the groups.
+type StatusInfo struct {
+	Version  string
+	TTL      time.Duration
+	Settings map[string]string
+}
+
+// Status serves the status page: every group, its labels, last push, series and expiry.
+func Status(s store.Store, info StatusInfo, now func() time.Time, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		err := statusTmpl.Execute(w, struct {
+			Info   StatusInfo
+			Now    time.Time
+			Groups []store.GroupStatus
+		}{info, now(), s.Groups()})
+		if err != nil {
+			logger.Error("rendering the status page", "err", err)
+		}
+	})
+}
+
+// Healthy answers /-/healthy: the process serves HTTP.
+func Healthy() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("Healthy.\n"))
+	})
+}
+
+// Ready answers /-/ready: 200 once ready() is true, 503 before.
+func Ready(ready func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ready() {
+			http.Error(w, "Not ready.", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("Ready.\n"))
+	})
+}

@@ -1,0 +1,240 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"sort"
+	"unicode/utf8"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+var sprintf = fmt.Sprintf
+
+// hashSeed is fixed for the process so that series hashes of different pushes compare.
+var hashSeed = maphash.MakeSeed()
+
+// Push is a validated push, rendered and ready to be applied to a Store. Preparing costs in
+// proportion to the push and happens outside the store's lock.
+type Push struct {
+	Key      Key
+	families []*part // sorted by name
+	series   int
+}
+
+// Series returns the number of series (as Prometheus counts them) the push carries.
+func (p *Push) Series() int { return p.series }
+
+// part is one group's share of a metric family, pre-rendered for both fast exposition formats.
+type part struct {
+	name   string
+	typ    dto.MetricType
+	help   string
+	text   []byte   // sample lines in the text format, group labels included
+	proto  []byte   // the family's Metric messages, each as protobuf field 4 (length-delimited)
+	hashes []uint64 // one per Metric, over the name and the full label set
+	series int
+}
+
+// Prepare validates families pushed to the group key and renders them. It refuses samples with
+// timestamps, invalid names or UTF-8, labels that contradict the grouping key, duplicate series,
+// inconsistent metric types and more than maxSeries series (0: no limit). The families are not
+// modified.
+func Prepare(key Key, families []*dto.MetricFamily, maxSeries int) (*Push, error) {
+	p := &Push{Key: key}
+	seen := make(map[string]bool, len(families))
+	for _, mf := range families {
+		if len(mf.GetMetric()) == 0 {
+			continue // HELP or TYPE without samples: nothing to store
+		}
+		name := mf.GetName()
+		if seen[name] {
+			return nil, invalid("metric family %q appears twice in the push", name)
+		}
+		seen[name] = true
+		pt, err := preparePart(key, mf)
+		if err != nil {
+			return nil, err
+		}
+		p.series += pt.series
+		if maxSeries > 0 && p.series > maxSeries {
+			return nil, &Error{Kind: KindTooLarge, Msg: sprintf("push carries more than %d series (--group.max-series)", maxSeries)}
+		}
+		p.families = append(p.families, pt)
+	}
+	sort.Slice(p.families, func(i, j int) bool { return p.families[i].name < p.families[j].name })
+	return p, nil
+}
+
+func preparePart(key Key, mf *dto.MetricFamily) (*part, error) {
+	name := mf.GetName()
+	if !model.LegacyValidation.IsValidMetricName(name) {
+		return nil, invalid("metric name %q is invalid (want [a-zA-Z_:][a-zA-Z0-9_:]*)", name)
+	}
+	if isReservedName(name) {
+		return nil, invalid("metric name %q is reserved for the relay's own metrics", name)
+	}
+	if !utf8.ValidString(mf.GetHelp()) {
+		return nil, invalid("metric family %q: HELP text is not valid UTF-8", name)
+	}
+	typ := mf.GetType()
+	switch typ {
+	case dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_SUMMARY, dto.MetricType_UNTYPED, dto.MetricType_HISTOGRAM:
+	default:
+		return nil, invalid("metric family %q: type %s is not supported", name, typ)
+	}
+	pt := &part{name: name, typ: typ, help: mf.GetHelp()}
+	out := &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: make([]*dto.Metric, 0, len(mf.Metric))}
+	seen := make(map[uint64]bool, len(mf.Metric))
+	for _, m := range mf.Metric {
+		if m == nil {
+			return nil, invalid("metric family %q: empty metric", name)
+		}
+		if m.TimestampMs != nil {
+			return nil, invalid("metric family %q: samples with timestamps are not allowed (the relay exposes pushed values as current)", name)
+		}
+		if err := checkValueMatchesType(name, typ, m); err != nil {
+			return nil, err
+		}
+		labels, err := mergeLabels(key, name, typ, m.Label)
+		if err != nil {
+			return nil, err
+		}
+		h := hashSeries(name, labels)
+		if seen[h] {
+			return nil, invalid("metric family %q: duplicate series %s", name, seriesString(name, labels))
+		}
+		seen[h] = true
+		pt.hashes = append(pt.hashes, h)
+		pt.series += seriesCount(typ, m)
+
+		cm := &dto.Metric{Label: labels, Gauge: m.Gauge, Counter: m.Counter, Summary: m.Summary, Untyped: m.Untyped, Histogram: m.Histogram}
+		out.Metric = append(out.Metric, cm)
+		b, err := proto.Marshal(cm)
+		if err != nil {
+			return nil, invalid("metric family %q: %v", name, err)
+		}
+		pt.proto = protowire.AppendTag(pt.proto, 4, protowire.BytesType)
+		pt.proto = protowire.AppendBytes(pt.proto, b)
+	}
+	var buf bytes.Buffer
+	if _, err := expfmt.MetricFamilyToText(&buf, out); err != nil {
+		return nil, invalid("metric family %q: %v", name, err)
+	}
+	// MetricFamilyToText wrote "# TYPE ..." first (no HELP: out.Help is nil); the store writes
+	// one header per family for all groups, so keep only the sample lines.
+	text := buf.Bytes()
+	if i := bytes.IndexByte(text, '\n'); i >= 0 {
+		text = text[i+1:]
+	}
+	pt.text = bytes.Clone(text)
+	return pt, nil
+}
+
+func checkValueMatchesType(name string, typ dto.MetricType, m *dto.Metric) error {
+	ok := false
+	switch typ {
+	case dto.MetricType_COUNTER:
+		ok = m.Counter != nil
+		if ok && (m.Counter.GetValue() < 0 || math.IsInf(m.Counter.GetValue(), -1)) {
+			return invalid("metric family %q: counter value %v is negative", name, m.Counter.GetValue())
+		}
+	case dto.MetricType_GAUGE:
+		ok = m.Gauge != nil
+	case dto.MetricType_SUMMARY:
+		ok = m.Summary != nil
+	case dto.MetricType_UNTYPED:
+		ok = m.Untyped != nil
+	case dto.MetricType_HISTOGRAM:
+		ok = m.Histogram != nil
+	}
+	if !ok {
+		return invalid("metric family %q: a metric has no %s value", name, typ)
+	}
+	return nil
+}
+
+// mergeLabels returns the metric's labels plus the grouping labels, sorted, with instance=""
+// added when neither has an instance (so that Prometheus's honor_labels keeps it empty rather
+// than the relay's own address, as with Pushgateway).
+func mergeLabels(key Key, name string, typ dto.MetricType, body []*dto.LabelPair) ([]*dto.LabelPair, error) {
+	out := make([]*dto.LabelPair, 0, len(body)+len(key.labels)+1)
+	names := make(map[string]bool, len(body))
+	for _, lp := range body {
+		n, v := lp.GetName(), lp.GetValue()
+		if err := checkLabelName(n); err != nil {
+			return nil, invalid("metric family %q: %v", name, err)
+		}
+		if names[n] {
+			return nil, invalid("metric family %q: label %q appears twice in one series", name, n)
+		}
+		names[n] = true
+		if !utf8.ValidString(v) {
+			return nil, invalid("metric family %q: value of label %q is not valid UTF-8", name, n)
+		}
+		if (typ == dto.MetricType_HISTOGRAM && n == model.BucketLabel) || (typ == dto.MetricType_SUMMARY && n == model.QuantileLabel) {
+			return nil, invalid("metric family %q: label %q is reserved for %s buckets", name, n, typ)
+		}
+		if kv, ok := key.Get(n); ok {
+			if kv != v {
+				return nil, invalid("metric family %q: label %s=%q contradicts the grouping key %s", name, n, v, key)
+			}
+			continue // same value: the grouping label below carries it
+		}
+		out = append(out, lp)
+	}
+	for _, l := range key.labels {
+		out = append(out, &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)})
+	}
+	if _, ok := key.Get(model.InstanceLabel); !ok && !names[model.InstanceLabel] {
+		out = append(out, &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out, nil
+}
+
+func hashSeries(name string, labels []*dto.LabelPair) uint64 {
+	var h maphash.Hash
+	h.SetSeed(hashSeed)
+	h.WriteString(name)
+	for _, lp := range labels {
+		h.WriteByte(0xff)
+		h.WriteString(lp.GetName())
+		h.WriteByte(0xfe)
+		h.WriteString(lp.GetValue())
+	}
+	return h.Sum64()
+}
+
+func seriesString(name string, labels []*dto.LabelPair) string {
+	ls := make(model.LabelSet, len(labels))
+	for _, lp := range labels {
+		ls[model.LabelName(lp.GetName())] = model.LabelValue(lp.GetValue())
+	}
+	return name + ls.String()
+}
+
+// seriesCount is how many series Prometheus stores for the metric.
+func seriesCount(typ dto.MetricType, m *dto.Metric) int {
+	switch typ {
+	case dto.MetricType_SUMMARY:
+		return len(m.Summary.GetQuantile()) + 2
+	case dto.MetricType_HISTOGRAM:
+		h := m.Histogram
+		if len(h.GetBucket()) == 0 && (len(h.GetPositiveSpan()) > 0 || len(h.GetNegativeSpan()) > 0 || h.GetZeroThreshold() > 0 || h.GetSchema() != 0) {
+			return 1 // native histogram only
+		}
+		n := len(h.GetBucket()) + 2
+		if len(h.GetBucket()) == 0 || !math.IsInf(h.GetBucket()[len(h.GetBucket())-1].GetUpperBound(), 1) {
+			n++ // the +Inf bucket the exposition adds
+		}
+		return n
+	}
+	return 1
+}

@@ -30,7 +30,7 @@ func Metrics(s store.Store, g prometheus.Gatherer, in *Instrumentation, logger *
 			// Keep serving: a broken own collector must not hide the pushed metrics.
 			logger.Warn("gathering the relay's own metrics", "err", err)
 		}
-		format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...)
+		format := negotiate(r.Header)
 		h := w.Header()
 		h.Set("Content-Type", string(format))
 		h.Add("Vary", "Accept-Encoding")
@@ -63,11 +63,47 @@ func Metrics(s store.Store, g prometheus.Gatherer, in *Instrumentation, logger *
 	})
 }
 
+// negotiate picks the format. Among the formats a client accepts, the relay prefers delimited
+// protobuf and then the Prometheus text format, which it serves from pre-rendered bytes, over
+// OpenMetrics, which it must encode per scrape: a server may choose any format the client
+// accepts, and Prometheus accepts all three by default.
+func negotiate(h http.Header) expfmt.Format {
+	if h.Get("Accept") == "" {
+		return expfmt.NegotiateAccept(h, expfmt.FmtText)
+	}
+	fast := expfmt.NegotiateAccept(h, expfmt.FmtProtoDelim, expfmt.FmtText)
+	if fast.FormatType() == expfmt.TypeProtoDelim {
+		return fast
+	}
+	any := expfmt.NegotiateAccept(h, expfmt.DefaultOpenMetricsAcceptedFormats()...)
+	if any.FormatType() == expfmt.TypeOpenMetrics && !acceptsText(h.Get("Accept")) {
+		return any
+	}
+	return fast
+}
+
+// acceptsText reports whether the Accept header allows text/plain (explicitly or by wildcard).
+func acceptsText(accept string) bool {
+	for _, clause := range strings.Split(accept, ",") {
+		mt, params, _ := strings.Cut(strings.TrimSpace(clause), ";")
+		mt = strings.TrimSpace(mt)
+		if mt != "text/plain" && mt != "text/*" && mt != "*/*" {
+			continue
+		}
+		if strings.Contains(strings.ReplaceAll(params, " ", ""), "q=0") && !strings.Contains(params, "q=0.") {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
 func encode(w io.Writer, s store.Store, own []*dto.MetricFamily, format expfmt.Format) error {
 	fams, err := s.Gather(own)
 	if err != nil {
 		return err
 	}
+	fams = untypeCollidingCounters(fams)
 	enc := expfmt.NewEncoder(w, format)
 	for _, mf := range fams {
 		if err := enc.Encode(mf); err != nil {
@@ -78,6 +114,30 @@ func encode(w io.Writer, s store.Store, own []*dto.MetricFamily, format expfmt.F
 		return c.Close()
 	}
 	return nil
+}
+
+// untypeCollidingCounters resolves a clash that OpenMetrics cannot express: a counter X_total is
+// the OpenMetrics family X, so a second family named X (go_memstats_alloc_bytes next to
+// go_memstats_alloc_bytes_total, in every Go program) would repeat X's metadata and make the
+// exposition unparseable. Such counters are sent as unknown-typed X_total: same samples, same
+// series names, one family each.
+func untypeCollidingCounters(fams []*dto.MetricFamily) []*dto.MetricFamily {
+	names := make(map[string]bool, len(fams))
+	for _, mf := range fams {
+		names[mf.GetName()] = true
+	}
+	for i, mf := range fams {
+		base, ok := strings.CutSuffix(mf.GetName(), "_total")
+		if !ok || mf.GetType() != dto.MetricType_COUNTER || !names[base] {
+			continue
+		}
+		u := &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: dto.MetricType_UNTYPED.Enum()}
+		for _, m := range mf.Metric {
+			u.Metric = append(u.Metric, &dto.Metric{Label: m.Label, Untyped: &dto.Untyped{Value: m.Counter.Value}})
+		}
+		fams[i] = u
+	}
+	return fams
 }
 
 func acceptsGzip(header string) bool {

@@ -106,7 +106,7 @@ func decodeProto(r io.Reader) ([]*dto.MetricFamily, error) {
 			if errors.Is(err, ErrTooLarge) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("protobuf body: message %d: %v", len(out)+1, err)
+			return nil, fmt.Errorf("protobuf body: message %d: %w", len(out)+1, err)
 		}
 		out = append(out, mf)
 	}
@@ -121,7 +121,7 @@ func decodeText(r io.Reader) ([]*dto.MetricFamily, error) {
 		if errors.Is(err, ErrTooLarge) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("text body: %v", err)
+		return nil, fmt.Errorf("text body: %w", err)
 	}
 	out := make([]*dto.MetricFamily, 0, len(fams))
 	for _, mf := range fams {

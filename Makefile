@@ -54,7 +54,7 @@ dashboards: ## Regenerate the Grafana dashboards' JSON in dashboards/.
 
 .PHONY: fuzz
 fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).
-	$(GO) test ./exporter/... -run '^$$' -fuzz FuzzParsePush -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./exporter/ingest -run '^$$' -fuzz FuzzParsePush -fuzztime $${FUZZTIME:-30s}
 
 .PHONY: clean
 clean: ## Remove build outputs (not the e2e binary cache; see clean-cache).

@@ -51,7 +51,7 @@ so dashboards never show frozen values.`)
 	app.Terminate(nil)
 	app.HelpFlag.Short('h')
 	app.Version(relay.Version())
-	logCfg := &promslog.Config{Style: promslog.SlogStyle}
+	logCfg := &promslog.Config{Style: promslog.SlogStyle, Writer: stderr}
 	promslogflag.AddFlags(app, logCfg)
 
 	cmds := []command{serveCommand(app)}
@@ -78,12 +78,12 @@ so dashboards never show frozen values.`)
 func serveCommand(app *kingpin.Application) command {
 	cmd := app.Command("serve", "Accept pushes and expose them on /metrics (the default command).").Default()
 	webCfg := kingpinflag.AddFlags(cmd, ":9091")
-	ttl := cmd.Flag("group.ttl", "A group that has not pushed for this long leaves /metrics, so its series go stale in Prometheus. 0 keeps groups forever (Pushgateway's behaviour).").
-		Default(relay.DefaultGroupTTL.String()).Duration()
-	forget := cmd.Flag("group.forget-after", "How long an expired group's health series (push_time_seconds, opview_relay_group_fresh=0, ...) stay after it expired.").
-		Default(relay.DefaultForgetAfter.String()).Duration()
-	maxBody := cmd.Flag("push.max-body-bytes", "Largest push body accepted, before and after gzip decompression (e.g. 16MiB).").
-		Default(units.Base2Bytes(relay.DefaultMaxBodyBytes).String()).Bytes()
+	ttl := durationFlag(cmd, "group.ttl", "A group that has not pushed for this long leaves /metrics, so its series go stale in Prometheus. 0 keeps groups forever (Pushgateway's behaviour).",
+		relay.DefaultGroupTTL)
+	forget := durationFlag(cmd, "group.forget-after", "How long an expired group's health series (push_time_seconds, opview_relay_group_fresh=0, ...) stay after it expired.",
+		relay.DefaultForgetAfter)
+	maxBody := bytesFlag(cmd, "push.max-body-bytes", "Largest push body accepted, before and after gzip decompression (e.g. 16MiB).",
+		relay.DefaultMaxBodyBytes)
 	maxSeries := cmd.Flag("group.max-series", "Most series one group may hold (histogram buckets count). 0: no limit.").
 		Default(fmt.Sprint(relay.DefaultMaxSeries)).Int()
 	maxGroups := cmd.Flag("store.max-groups", "Most groups the relay holds. 0: no limit.").
@@ -101,16 +101,60 @@ func serveCommand(app *kingpin.Application) command {
 			return usageError(logger, "--group.max-series and --store.max-groups must not be negative")
 		}
 		cfg := relay.Config{
-			GroupTTL: *ttl, ForgetAfter: *forget, MaxBodyBytes: int64(*maxBody),
+			GroupTTL: *ttl, ForgetAfter: *forget, MaxBodyBytes: *maxBody,
 			MaxSeries: *maxSeries, MaxGroups: *maxGroups, Logger: logger,
 			Settings: map[string]string{
-				"group.ttl": ttl.String(), "push.max-body-bytes": maxBody.String(),
+				"group.ttl": ttl.String(), "push.max-body-bytes": units.Base2Bytes(*maxBody).String(),
 				"group.max-series": fmt.Sprint(*maxSeries), "store.max-groups": fmt.Sprint(*maxGroups),
 			},
 		}
 		return serve(ctx, relay.New(cfg), webCfg, logger)
 	}}
 }
+
+// durationFlag and bytesFlag parse like kingpin's Duration and Bytes but name the flag in
+// their errors ("--group.ttl: invalid duration ...").
+func durationFlag(cmd *kingpin.CmdClause, name, help string, def time.Duration) *time.Duration {
+	v := new(time.Duration)
+	cmd.Flag(name, help).Default(def.String()).SetValue(&namedValue{name: name, set: func(s string) (string, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return "", fmt.Errorf("invalid duration %q (examples: 90s, 5m, 1h)", s)
+		}
+		*v = d
+		return d.String(), nil
+	}})
+	return v
+}
+
+func bytesFlag(cmd *kingpin.CmdClause, name, help string, def int64) *int64 {
+	v := new(int64)
+	cmd.Flag(name, help).Default(units.Base2Bytes(def).String()).SetValue(&namedValue{name: name, set: func(s string) (string, error) {
+		b, err := units.ParseBase2Bytes(s)
+		if err != nil {
+			return "", fmt.Errorf("invalid size %q (examples: 512KiB, 16MiB)", s)
+		}
+		*v = int64(b)
+		return units.Base2Bytes(b).String(), nil
+	}})
+	return v
+}
+
+type namedValue struct {
+	name, shown string
+	set         func(string) (string, error)
+}
+
+func (n *namedValue) Set(s string) error {
+	shown, err := n.set(s)
+	if err != nil {
+		return fmt.Errorf("--%s: %w", n.name, err)
+	}
+	n.shown = shown
+	return nil
+}
+
+func (n *namedValue) String() string { return n.shown }
 
 func usageError(logger *slog.Logger, msg string) int {
 	logger.Error(msg)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/push"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -139,7 +140,7 @@ func operatorRegistry(t *testing.T, controller string, reconciles float64) *prom
 	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "controller_runtime_reconcile_time_seconds", Help: "Length of time per reconciliation per controller", Buckets: prometheus.DefBuckets}, []string{"controller"})
 	h.WithLabelValues(controller).Observe(0.02)
 	h.WithLabelValues(controller).Observe(0.3)
-	reg.MustRegister(total, depth, h, prometheus.NewGoCollector())
+	reg.MustRegister(total, depth, h, collectors.NewGoCollector())
 	return reg
 }
 

@@ -57,7 +57,9 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var errOut bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"--web.listen-address=" + addr, "--log.level=debug"}, &bytes.Buffer{}, &errOut) }()
+	go func() {
+		done <- run(ctx, []string{"--web.listen-address=" + addr, "--log.level=debug"}, &bytes.Buffer{}, &errOut)
+	}()
 
 	url := "http://" + addr
 	deadline := time.Now().Add(10 * time.Second)

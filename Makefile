@@ -6,6 +6,9 @@ SHELL := /usr/bin/env bash
 GO          ?= go
 BIN         := bin
 RELAY       := $(BIN)/opview-relay
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
+               -X github.com/prometheus/common/version.Revision=$(shell git rev-parse --short HEAD 2>/dev/null)
 # Tools are pinned here and run with `go run pkg@version`, so nothing needs installing by hand.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Modules of the repository: the root (relay, dashboards generator, examples) and test/, which holds
@@ -18,7 +21,7 @@ help: ## Show this help.
 
 .PHONY: build
 build: ## Build the relay into bin/opview-relay.
-	$(GO) build -o $(RELAY) ./exporter/cmd/opview-relay
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(RELAY) ./exporter/cmd/opview-relay
 
 .PHONY: run
 run: build ## Start the relay on :9091 with defaults.

@@ -4,9 +4,12 @@
 package relay
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors/version"
 
 	"github.com/opview/opview/exporter/api"
+	"github.com/opview/opview/exporter/auth"
+	"github.com/opview/opview/exporter/persist"
+	"github.com/opview/opview/exporter/sources"
 	"github.com/opview/opview/exporter/store"
 )
 
@@ -29,6 +35,16 @@ type Config struct {
 	Now func() time.Time
 	// Settings are shown on the status page.
 	Settings map[string]string
+
+	// Sources are the pull sources given by flags (--source NAME=URL), by name.
+	Sources map[string]sources.Spec
+	// WriteTokens, when set, are required for writes: pushes, deletes and the sources API's PUT
+	// and DELETE (--web.write-token-file). Reads stay open.
+	WriteTokens *auth.Tokens
+	// PersistenceFile, when set, keeps groups and API sources across restarts; it is written every
+	// PersistenceInterval (0: only on Close) and by Close.
+	PersistenceFile     string
+	PersistenceInterval time.Duration
 }
 
 // Defaults of the serve flags.
@@ -38,6 +54,8 @@ const (
 	DefaultMaxBodyBytes = 16 << 20
 	DefaultMaxSeries    = 20000
 	DefaultMaxGroups    = 1000
+
+	DefaultPersistenceInterval = 5 * time.Minute
 )
 
 // Relay is a configured relay server.
@@ -45,7 +63,10 @@ type Relay struct {
 	cfg      Config
 	Store    *store.MemoryStore
 	Registry *prometheus.Registry
+	Sources  *sources.Manager
 	handler  http.Handler
+
+	persister *persist.Persister
 }
 
 // New builds a relay from cfg.
@@ -79,15 +100,32 @@ func New(cfg Config) *Relay {
 	})
 	reg.MustRegister(store.NewCollector(st))
 
-	r := &Relay{cfg: cfg, Store: st, Registry: reg}
+	srcs := sources.NewManager(sources.Options{Store: st, MaxSeries: cfg.MaxSeries, Logger: cfg.Logger.With("component", "sources"), Now: cfg.Now})
+	reg.MustRegister(srcs.Collector())
+
+	r := &Relay{cfg: cfg, Store: st, Registry: reg, Sources: srcs}
+	r.restore()
+	for name, spec := range cfg.Sources {
+		if _, err := srcs.Put(name, spec, "flag", false); err != nil {
+			cfg.Logger.Error("pull source not registered", "source", name, "err", err)
+		}
+	}
+	if cfg.PersistenceFile != "" {
+		r.persister = &persist.Persister{Path: cfg.PersistenceFile, Interval: cfg.PersistenceInterval, Take: r.snapshot, Logger: cfg.Logger}
+	}
+
 	lim := api.Limits{MaxBodyBytes: cfg.MaxBodyBytes, MaxSeries: cfg.MaxSeries}
 	log := cfg.Logger
+	write := func(h http.Handler) http.Handler { return auth.Require(cfg.WriteTokens, h) }
 	mux := http.NewServeMux()
-	mux.Handle("PUT "+api.PushPathPrefix, api.Push(st, true, lim, inst, log))
-	mux.Handle("POST "+api.PushPathPrefix, api.Push(st, false, lim, inst, log))
-	mux.Handle("DELETE "+api.PushPathPrefix, api.Delete(st, inst, log))
+	mux.Handle("PUT "+api.PushPathPrefix, write(api.Push(st, true, lim, inst, log)))
+	mux.Handle("POST "+api.PushPathPrefix, write(api.Push(st, false, lim, inst, log)))
+	mux.Handle("DELETE "+api.PushPathPrefix, write(api.Delete(st, inst, log)))
 	mux.Handle("GET /metrics", api.Metrics(st, reg, inst, log))
-	mux.Handle("GET /{$}", api.Status(st, api.StatusInfo{Version: Version(), TTL: cfg.GroupTTL, Settings: cfg.Settings}, cfg.Now, log))
+	mux.Handle("GET /{$}", withSources(api.Status(st, api.StatusInfo{Version: Version(), TTL: cfg.GroupTTL, Settings: cfg.Settings}, cfg.Now, log), srcs, log))
+	mux.Handle("GET "+sources.APIPath, sources.ListHandler(srcs))
+	mux.Handle("PUT "+sources.APIPath+"/{name}", write(sources.PutHandler(srcs, log)))
+	mux.Handle("DELETE "+sources.APIPath+"/{name}", write(sources.DeleteHandler(srcs)))
 	mux.Handle("GET /-/healthy", api.Healthy())
 	mux.Handle("GET /-/ready", api.Ready(func() bool { return true }))
 	r.handler = mux
@@ -97,10 +135,113 @@ func New(cfg Config) *Relay {
 // Handler serves every route of the relay.
 func (r *Relay) Handler() http.Handler { return r.handler }
 
-// Run sweeps expired groups until ctx is done, so that their memory is freed even when nobody
-// pushes or scrapes. Expiry itself does not depend on it: the exposition never shows a group
-// older than the TTL.
+// Run scrapes the pull sources, saves the persistence file at its interval and sweeps expired
+// groups until ctx is done. Sweeping frees the memory of expired groups even when nobody pushes
+// or scrapes; expiry itself does not depend on it: the exposition never shows a group older
+// than the TTL.
 func (r *Relay) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Sources.Run(ctx) })
+	if r.persister != nil {
+		wg.Go(func() { r.persister.Run(ctx) })
+	}
+	r.sweep(ctx)
+	wg.Wait()
+}
+
+// Close saves the persistence file a last time. Call it once the HTTP server has stopped
+// accepting pushes, so that the last ones are kept.
+func (r *Relay) Close() error {
+	if r.persister == nil {
+		return nil
+	}
+	if err := r.persister.Save(); err != nil {
+		return err
+	}
+	r.cfg.Logger.Info("groups saved", "file", r.cfg.PersistenceFile)
+	return nil
+}
+
+func (r *Relay) snapshot() (*persist.Snapshot, error) {
+	groups, err := r.Store.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	s := &persist.Snapshot{SavedAt: r.cfg.Now(), Groups: groups, Sources: map[string]sources.Spec{}}
+	for _, st := range r.Sources.Specs("api") {
+		s.Sources[st.Name] = st.Spec
+	}
+	return s, nil
+}
+
+// restore loads the persistence file, if any. Nothing in it can keep the relay from starting: an
+// unreadable file is logged and moved aside, a group the store refuses is logged and skipped.
+func (r *Relay) restore() {
+	if r.cfg.PersistenceFile == "" {
+		return
+	}
+	log := r.cfg.Logger
+	snap, err := persist.Load(r.cfg.PersistenceFile, r.cfg.Now())
+	var ce *persist.CorruptError
+	switch {
+	case errors.As(err, &ce):
+		log.Error("persistence file is corrupt; starting without its groups", "file", ce.Path, "moved_to", ce.MovedTo, "err", ce.Err)
+		return
+	case err != nil:
+		log.Error("persistence file not read; starting without its groups", "err", err)
+		return
+	case snap == nil:
+		log.Info("no persistence file yet; it will be created", "file", r.cfg.PersistenceFile)
+		return
+	}
+	n, errs := r.Store.Restore(snap.Groups, r.cfg.MaxSeries)
+	for _, e := range errs {
+		log.Warn("persisted group not restored", "err", e)
+	}
+	for name, spec := range snap.Sources {
+		if _, ok := r.cfg.Sources[name]; ok {
+			continue // the flag wins
+		}
+		if _, err := r.Sources.Put(name, spec, "api", false); err != nil {
+			log.Warn("persisted pull source not restored", "source", name, "err", err)
+		}
+	}
+	log.Info("restored from the persistence file", "file", r.cfg.PersistenceFile, "saved_at", snap.SavedAt, "groups", n, "skipped", len(snap.Groups)-n, "sources", len(snap.Sources))
+}
+
+// withSources adds the pull sources' section to the core status page. It renders the page into
+// a buffer and inserts the section before </body>.
+func withSources(status http.Handler, m *sources.Manager, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		rec := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
+		status.ServeHTTP(rec, req)
+		body := rec.body.Bytes()
+		section, err := m.StatusHTML()
+		if err != nil {
+			log.Error("rendering the sources' status", "err", err)
+		}
+		if i := bytes.LastIndex(body, []byte("</body>")); i >= 0 && err == nil {
+			body = append(append(append([]byte{}, body[:i]...), section...), body[i:]...)
+		}
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.code)
+		w.Write(body)
+	})
+}
+
+type bufferedResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) WriteHeader(code int)        { b.code = code }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
+
+func (r *Relay) sweep(ctx context.Context) {
 	if r.cfg.GroupTTL <= 0 {
 		<-ctx.Done()
 		return

@@ -54,7 +54,7 @@ so dashboards never show frozen values.`)
 	logCfg := &promslog.Config{Style: promslog.SlogStyle, Writer: stderr}
 	promslogflag.AddFlags(app, logCfg)
 
-	cmds := []command{serveCommand(app)}
+	cmds := []command{serveCommand(app), forwardCommand(app)}
 	exit := -1
 	app.Terminate(func(code int) { exit = code })
 	chosen, err := app.Parse(args)
@@ -88,6 +88,7 @@ func serveCommand(app *kingpin.Application) command {
 		Default(fmt.Sprint(relay.DefaultMaxSeries)).Int()
 	maxGroups := cmd.Flag("store.max-groups", "Most groups the relay holds. 0: no limit.").
 		Default(fmt.Sprint(relay.DefaultMaxGroups)).Int()
+	extras := addServeExtras(cmd)
 
 	return command{clause: cmd, action: func(ctx context.Context, logger *slog.Logger) int {
 		switch {
@@ -107,6 +108,9 @@ func serveCommand(app *kingpin.Application) command {
 				"group.ttl": ttl.String(), "push.max-body-bytes": units.Base2Bytes(*maxBody).String(),
 				"group.max-series": fmt.Sprint(*maxSeries), "store.max-groups": fmt.Sprint(*maxGroups),
 			},
+		}
+		if err := extras.apply(&cfg); err != nil {
+			return usageError(logger, err.Error())
 		}
 		return serve(ctx, relay.New(cfg), webCfg, logger)
 	}}
@@ -189,6 +193,10 @@ func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, logger *
 	defer scancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Error("graceful shutdown", "err", err)
+		return 1
+	}
+	if err := r.Close(); err != nil {
+		logger.Error("saving the persistence file on shutdown", "err", err)
 		return 1
 	}
 	return 0

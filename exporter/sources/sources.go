@@ -23,8 +23,8 @@ import (
 // DefaultInterval is a source's scrape interval when none is given.
 const DefaultInterval = 15 * time.Second
 
-// MinInterval protects the relay and the operator from a typo such as "1ms".
-const MinInterval = 100 * time.Millisecond
+// MinInterval refuses intervals so short that they are surely a typo ("1ms" for "1m").
+const MinInterval = 10 * time.Millisecond
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 

@@ -1,0 +1,131 @@
+package relay
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opview/opview/exporter/persist"
+	"github.com/opview/opview/exporter/sources"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+// Groups and API sources survive a restart; restored groups keep their last push time, so
+// expiry applies to them as if the relay had never stopped.
+func TestPersistenceSurvivesRestart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "relay.json")
+	clock := &fakeClock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	cfg := Config{GroupTTL: 5 * time.Minute, ForgetAfter: time.Hour, PersistenceFile: file, Now: clock.Now}
+	op := fakeOperator(t, 3)
+
+	a := startLive(t, cfg)
+	if code, msg := request(t, http.MethodPut, a.url+"/metrics/job/op/instance/laptop", "# TYPE workqueue_depth gauge\nworkqueue_depth{name=\"memcached\"} 4\n"); code != http.StatusOK {
+		t.Fatalf("push: %d %s", code, msg)
+	}
+	if code, msg := request(t, http.MethodPut, a.url+sources.APIPath+"/lan-op", `{"url":"`+op.URL+`/metrics","interval":"1h"}`); code != http.StatusCreated {
+		t.Fatalf("PUT source: %d %s", code, msg)
+	}
+	a.stop() // saves
+
+	clock.mu.Lock()
+	clock.t = clock.t.Add(time.Minute)
+	clock.mu.Unlock()
+	b := startLive(t, cfg)
+	if !strings.Contains(b.logs.String(), "restored from the persistence file") {
+		t.Errorf("restore not logged:\n%s", b.logs)
+	}
+	if v, ok := sampleValue(metricsOf(t, b.url), "workqueue_depth", map[string]string{"job": "op", "instance": "laptop", "name": "memcached"}); !ok || v != 4 {
+		t.Fatalf("restored sample: %v %v", v, ok)
+	}
+	var found bool
+	for _, g := range b.Store.Groups() {
+		if g.Key.String() == `{instance="laptop",job="op"}` {
+			found = true
+			if want := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC); !g.LastPush.Equal(want) || g.Pushes != 1 || !g.ExpiresAt.Equal(want.Add(5*time.Minute)) {
+				t.Errorf("restored group %+v: want last push %v kept", g, want)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("group not restored: %v", b.Store.Groups())
+	}
+	if st, ok := b.Sources.Get("lan-op"); !ok || st.Origin != "api" || st.URL != op.URL+"/metrics" {
+		t.Fatalf("API source not restored: %+v %v", st, ok)
+	}
+	b.stop()
+
+	// Past the TTL, a restored group is expired: health kept, samples gone.
+	clock.mu.Lock()
+	clock.t = clock.t.Add(10 * time.Minute)
+	clock.mu.Unlock()
+	c := startLive(t, cfg)
+	fams := metricsOf(t, c.url)
+	if _, ok := sampleValue(fams, "workqueue_depth", map[string]string{"job": "op"}); ok {
+		t.Fatal("a group restored after its TTL is still exposed")
+	}
+	if v, ok := sampleValue(fams, "opview_relay_group_fresh", map[string]string{"job": "op", "instance": "laptop"}); !ok || v != 0 {
+		t.Fatalf("opview_relay_group_fresh of the expired restored group = %v %v, want 0", v, ok)
+	}
+}
+
+// A truncated or garbage file is logged and moved aside; the relay starts empty and serves.
+func TestPersistenceCorruptFile(t *testing.T) {
+	for name, content := range map[string]string{
+		"truncated": `{"format":"opview-relay-persistence","version":1,"saved_at":"2026-11-23T10:00:00Z","groups":[{"labels":{"job":"op"},"last_pu`,
+		"garbage":   "\x1f\x8b\x08 this is not a persistence file",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "relay.json")
+			if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			l := startLive(t, Config{GroupTTL: time.Minute, PersistenceFile: file})
+			if !strings.Contains(l.logs.String(), "persistence file is corrupt") || !strings.Contains(l.logs.String(), ".corrupt-") {
+				t.Errorf("corruption not logged with the new place:\n%s", l.logs)
+			}
+			aside, _ := filepath.Glob(file + ".corrupt-*")
+			if len(aside) != 1 {
+				t.Fatalf("corrupt file not moved aside: %v", aside)
+			}
+			if b, _ := os.ReadFile(aside[0]); string(b) != content {
+				t.Error("the file moved aside is not the original")
+			}
+			if code, _ := request(t, http.MethodGet, l.url+"/metrics", ""); code != http.StatusOK {
+				t.Fatalf("/metrics: %d", code)
+			}
+			if code, msg := request(t, http.MethodPut, l.url+"/metrics/job/x", "a 1\n"); code != http.StatusOK {
+				t.Fatalf("push after a corrupt file: %d %s", code, msg)
+			}
+			l.stop()
+			if s, err := persist.Load(file, time.Now()); err != nil || s == nil || len(s.Groups) != 1 {
+				t.Fatalf("the relay did not write a fresh file on shutdown: %v %v", s, err)
+			}
+		})
+	}
+}
+
+func TestPersistencePeriodicSave(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "relay.json")
+	l := startLive(t, Config{GroupTTL: time.Minute, PersistenceFile: file, PersistenceInterval: 20 * time.Millisecond})
+	if code, msg := request(t, http.MethodPut, l.url+"/metrics/job/periodic", "a 1\n"); code != http.StatusOK {
+		t.Fatalf("push: %d %s", code, msg)
+	}
+	eventually(t, "the periodic save to contain the group", func() bool {
+		s, err := persist.Load(file, time.Now())
+		if err != nil {
+			t.Fatalf("loading a periodically saved file: %v", err)
+		}
+		return s != nil && len(s.Groups) == 1 && s.Groups[0].Labels["job"] == "periodic"
+	})
+}

@@ -1,0 +1,179 @@
+package relay
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/opview/opview/exporter/auth"
+	"github.com/opview/opview/exporter/sources"
+)
+
+func fakeOperator(t *testing.T, reconciles float64) *httptest.Server {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "controller_runtime_reconcile_total", Help: "Reconciles."}, []string{"controller", "result"})
+	c.WithLabelValues("memcached", "success").Add(reconciles)
+	reg.MustRegister(c)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func hostOf(t *testing.T, raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
+// A source given by flag is scraped into {job=<name>, instance=<host:port>} with its health on
+// /metrics; when the operator goes away the source is reported down, then its group expires.
+func TestFlagSourceUpDownExpired(t *testing.T) {
+	op := fakeOperator(t, 7)
+	inst := hostOf(t, op.URL)
+	l := startLive(t, Config{
+		GroupTTL: 300 * time.Millisecond, ForgetAfter: time.Minute,
+		Sources: map[string]sources.Spec{"lan-op": {URL: op.URL + "/metrics", Interval: sources.Duration(20 * time.Millisecond)}},
+	})
+	group := map[string]string{"job": "lan-op", "instance": inst}
+	eventually(t, "the source's samples on /metrics", func() bool {
+		v, ok := sampleValue(metricsOf(t, l.url), "controller_runtime_reconcile_total", map[string]string{"job": "lan-op", "instance": inst, "result": "success"})
+		return ok && v == 7
+	})
+	fams := metricsOf(t, l.url)
+	if v, ok := sampleValue(fams, sources.MetricUp, group); !ok || v != 1 {
+		t.Fatalf("%s = %v %v, want 1", sources.MetricUp, v, ok)
+	}
+	for _, name := range []string{sources.MetricScrapeDuration, sources.MetricScrapeErrors, sources.MetricLastScrape} {
+		if _, ok := sampleValue(fams, name, group); !ok {
+			t.Errorf("%s%v missing", name, group)
+		}
+	}
+	if v, _ := sampleValue(fams, sources.MetricLastScrape, group); time.Since(time.Unix(int64(v), 0)) > time.Minute {
+		t.Errorf("last scrape timestamp %v is not recent", v)
+	}
+
+	op.Close()
+	eventually(t, "the source reported down", func() bool {
+		fams := metricsOf(t, l.url)
+		up, _ := sampleValue(fams, sources.MetricUp, group)
+		errs, _ := sampleValue(fams, sources.MetricScrapeErrors, group)
+		return up == 0 && errs >= 1
+	})
+	code, page := request(t, http.MethodGet, l.url+"/", "")
+	if code != http.StatusOK || !strings.Contains(page, "lan-op") || !strings.Contains(page, ">down<") || !strings.Contains(page, "connection refused") {
+		t.Errorf("status page (%d) does not show the source down with its error:\n%s", code, page)
+	}
+	eventually(t, "the source's group to expire", func() bool {
+		fams := metricsOf(t, l.url)
+		_, samples := sampleValue(fams, "controller_runtime_reconcile_total", group)
+		fresh, ok := sampleValue(fams, "opview_relay_group_fresh", group)
+		return !samples && ok && fresh == 0
+	})
+	if !strings.Contains(l.logs.String(), "source down") {
+		t.Errorf("the source going down was not logged:\n%s", l.logs)
+	}
+}
+
+func TestSourcesAPI(t *testing.T) {
+	tokens, err := auth.ParseTokens([]byte("w\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := fakeOperator(t, 2)
+	l := startLive(t, Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	api := l.url + sources.APIPath
+	bearer := []string{"Authorization", "Bearer w"}
+	body := `{"url": "` + op.URL + `/metrics", "interval": "50ms", "auth": {"bearer_token": "hunter2"}}`
+
+	if code, msg := request(t, http.MethodPut, api+"/lan-op", body); code != http.StatusUnauthorized || !strings.Contains(msg, "requires a token") {
+		t.Fatalf("PUT without a token: %d %s", code, msg)
+	}
+	if code, msg := request(t, http.MethodPut, api+"/lan-op", body, "Authorization", "Bearer nope"); code != http.StatusForbidden {
+		t.Fatalf("PUT with a wrong token: %d %s", code, msg)
+	}
+	code, msg := request(t, http.MethodPut, api+"/lan-op", body, bearer...)
+	if code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", code, msg)
+	}
+	var st sources.Status
+	if err := json.Unmarshal([]byte(msg), &st); err != nil {
+		t.Fatalf("PUT answer %q: %v", msg, err)
+	}
+	if !st.Health.Up || st.Health.Scrapes == 0 || st.Instance != hostOf(t, op.URL) || st.Auth.BearerToken != "<secret>" || st.Origin != "api" {
+		t.Fatalf("PUT answered %+v; want the first scrape's health, the instance and the token redacted", st)
+	}
+	if code, msg := request(t, http.MethodPut, api+"/lan-op", body, bearer...); code != http.StatusOK {
+		t.Fatalf("PUT again: %d %s", code, msg)
+	}
+	code, msg = request(t, http.MethodGet, api, "")
+	if code != http.StatusOK || strings.Contains(msg, "hunter2") || !strings.Contains(msg, `"lan-op"`) {
+		t.Fatalf("GET (reads are open, secrets redacted): %d %s", code, msg)
+	}
+	if _, ok := sampleValue(metricsOf(t, l.url), "controller_runtime_reconcile_total", map[string]string{"job": "lan-op"}); !ok {
+		t.Fatal("the API source's samples are not on /metrics")
+	}
+
+	for _, c := range []struct{ name, body, want string }{
+		{"bad-url", `{"url": "localhost:8080"}`, "url"},
+		{"url-type", `{"url": 8080}`, `field "url"`},
+		{"interval", `{"url": "http://x/metrics", "interval": "often"}`, "interval"},
+		{"too-often", `{"url": "http://x/metrics", "interval": "1us"}`, "at least"},
+		{"unknown", `{"url": "http://x/metrics", "intervall": "1s"}`, "intervall"},
+		{"bad name!", `{"url": "http://x/metrics"}`, "source name"},
+	} {
+		code, msg := request(t, http.MethodPut, api+"/"+url.PathEscape(c.name), c.body, bearer...)
+		var e struct{ Error string }
+		if err := json.Unmarshal([]byte(msg), &e); err != nil {
+			t.Errorf("PUT %s: error answer %q is not JSON: %v", c.name, msg, err)
+		}
+		if code != http.StatusBadRequest || !strings.Contains(e.Error, c.want) {
+			t.Errorf("PUT %s: %d %s; want 400 mentioning %q", c.name, code, msg, c.want)
+		}
+	}
+
+	if code, msg := request(t, http.MethodDelete, api+"/lan-op", "", bearer...); code != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", code, msg)
+	}
+	if len(l.Store.Groups()) != 0 {
+		t.Fatalf("the source's group survived its deletion: %v", l.Store.Groups())
+	}
+	if code, _ := request(t, http.MethodDelete, api+"/lan-op", "", bearer...); code != http.StatusNotFound {
+		t.Fatalf("DELETE of an unknown source: %d", code)
+	}
+	if code, _ := request(t, http.MethodDelete, api+"/lan-op", ""); code != http.StatusUnauthorized {
+		t.Fatalf("DELETE without a token: %d", code)
+	}
+}
+
+// Reads stay open and pushes need the token when --web.write-token-file is set.
+func TestWriteTokenGuardsPushes(t *testing.T) {
+	tokens, err := auth.ParseTokens([]byte("w\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLive(t, Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	push := l.url + "/metrics/job/x"
+	for _, m := range []string{http.MethodPut, http.MethodPost, http.MethodDelete} {
+		if code, _ := request(t, m, push, "a 1\n"); code != http.StatusUnauthorized {
+			t.Errorf("%s without a token: %d", m, code)
+		}
+	}
+	if code, msg := request(t, http.MethodPut, push, "a 1\n", "Authorization", "Bearer w"); code != http.StatusOK {
+		t.Fatalf("PUT with the token: %d %s", code, msg)
+	}
+	for _, p := range []string{"/metrics", "/", sources.APIPath, "/-/healthy"} {
+		if code, _ := request(t, http.MethodGet, l.url+p, ""); code != http.StatusOK {
+			t.Errorf("GET %s: %d; reads must stay open", p, code)
+		}
+	}
+}

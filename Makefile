@@ -55,6 +55,36 @@ check-generated: generate ## Fail when committed generated files differ from the
 dashboards: ## Regenerate the Grafana dashboards' JSON in dashboards/.
 	@if [ -d dashboards/cmd/generate ]; then $(GO) run ./dashboards/cmd/generate -out dashboards; fi
 
+# --- the homelab bundle (deploy/). The relay image's name and tag must match the images: entry of
+# deploy/k3s/kustomization.yaml; test/deploy fails when they differ.
+IMAGE       ?= localhost/opview-relay
+IMAGE_TAG   ?= 0.1.0
+IMAGE_ARCH  ?= $(shell $(GO) env GOARCH)
+IMAGE_TAR   ?= dist/opview-relay-image.tar
+IMAGE_BIN   := dist/image/linux-$(IMAGE_ARCH)/opview-relay
+GRAFANA_ADMIN_ENV   := deploy/k3s/secrets/grafana-admin.env
+PROMETHEUS_HTPASSWD := deploy/traefik/secrets/prometheus.htpasswd
+
+.PHONY: image
+image: build ## Build the relay image tarball (dist/opview-relay-image.tar) in pure Go, for k3s ctr images import.
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath \
+	  -ldflags '-s -w -X github.com/prometheus/common/version.Version=$(IMAGE_TAG)' \
+	  -o $(IMAGE_BIN) ./exporter/cmd/opview-relay
+	$(GO) run ./hack/image -binary $(IMAGE_BIN) -image $(IMAGE):$(IMAGE_TAG) -out $(IMAGE_TAR)
+
+.PHONY: secret
+secret: ## Generate the Grafana admin and Prometheus basic-auth credentials (git-ignored; existing ones are kept).
+	@umask 077; \
+	if [ -s $(GRAFANA_ADMIN_ENV) ]; then echo "kept $(GRAFANA_ADMIN_ENV)"; else \
+	  pw=$$(openssl rand -base64 24 | tr -d '/+='); \
+	  printf 'admin-user=admin\nadmin-password=%s\n' "$$pw" > $(GRAFANA_ADMIN_ENV); \
+	  echo "wrote $(GRAFANA_ADMIN_ENV): Grafana login admin / $$pw"; fi; \
+	if [ -s $(PROMETHEUS_HTPASSWD) ]; then echo "kept $(PROMETHEUS_HTPASSWD)"; else \
+	  pw=$$(openssl rand -base64 24 | tr -d '/+='); \
+	  printf 'admin:%s\n' "$$(openssl passwd -apr1 "$$pw")" > $(PROMETHEUS_HTPASSWD); \
+	  printf '%s\n' "$$pw" > $(PROMETHEUS_HTPASSWD).password; \
+	  echo "wrote $(PROMETHEUS_HTPASSWD): Prometheus login admin / $$pw (also in $(PROMETHEUS_HTPASSWD).password)"; fi
+
 .PHONY: fuzz
 fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).
 	$(GO) test ./exporter/ingest -run '^$$' -fuzz FuzzParsePush -fuzztime $${FUZZTIME:-30s}

@@ -89,6 +89,31 @@ secret: ## Generate the Grafana admin and Prometheus basic-auth credentials (git
 fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).
 	$(GO) test ./exporter/ingest -run '^$$' -fuzz FuzzParsePush -fuzztime $${FUZZTIME:-30s}
 
+# --- e2e: real binaries at the versions pinned in test/e2e/tools/versions.env (the one place that
+# defines them; the e2e Go code reads it too). Built once into the git-ignored .cache/e2e/bin/<name>-<version>/.
+include test/e2e/tools/versions.env
+E2E_BIN     := .cache/e2e/bin
+E2E_TOOLS   := $(E2E_BIN)/kine-$(E2E_KINE_VERSION)/kine \
+               $(E2E_BIN)/kube-apiserver-$(E2E_KUBERNETES_VERSION)/kube-apiserver \
+               $(E2E_BIN)/traefik-$(E2E_TRAEFIK_VERSION)/traefik \
+               $(E2E_BIN)/prometheus-$(E2E_PROMETHEUS_VERSION)/prometheus
+
+.PHONY: e2e-tools
+e2e-tools: $(E2E_TOOLS) ## Build the e2e's real binaries once (kine, kube-apiserver, Traefik, Prometheus+promtool; ~35 min cold).
+
+$(E2E_BIN)/kine-%/kine:
+	test/e2e/tools/build.sh kine
+$(E2E_BIN)/kube-apiserver-%/kube-apiserver:
+	test/e2e/tools/build.sh kube-apiserver
+$(E2E_BIN)/traefik-%/traefik:
+	test/e2e/tools/build.sh traefik
+$(E2E_BIN)/prometheus-%/prometheus:
+	test/e2e/tools/build.sh prometheus
+
+.PHONY: e2e
+e2e: e2e-tools ## Run the real-binary scenario (needs root for its network namespaces; skips otherwise).
+	cd test && $(GO) test -tags e2e -count=1 -v -timeout 60m ./e2e/...
+
 .PHONY: clean
 clean: ## Remove build outputs (not the e2e binary cache; see clean-cache).
 	rm -rf $(BIN) dist

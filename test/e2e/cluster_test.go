@@ -500,3 +500,5 @@ func (c *Cluster) InstallCRDs(ctx context.Context) {
 	}
 	c.t.Logf("installed %d CRDs (Traefik %s, helm-controller %s)", len(objs), c.Versions.Traefik, c.Versions.HelmController)
 }
+
+func metav1ListOptions() metav1.ListOptions { return metav1.ListOptions{} }

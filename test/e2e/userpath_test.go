@@ -1,0 +1,246 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// TestUserPath is the user's whole path (issue 6): the rendered bundle applied for real, its
+// Prometheus and relay run with the Deployment's exact args and config, Traefik with the entrypoints
+// of the bundle's HelmChartConfig, real controller-runtime operators out of cluster forwarding
+// through Traefik's relay entrypoint, and every dashboard query answered through the basic-auth
+// Host route.
+func TestUserPath(t *testing.T) {
+	requireNetns(t)
+	ctx := context.Background()
+	c := StartCluster(t)
+	c.InstallCRDs(ctx)
+	relayBin := BuildGo(t, c.Dir, "./exporter/cmd/opview-relay")
+	operatorBin := buildExample(t, c.Dir, "./sampleoperator/cmd/sample-operator")
+	promBin := requireBinary(t, Binary("prometheus", c.Versions.Prometheus, "prometheus"))
+
+	// 1. Apply the rendered bundle: every object accepted with strict field validation, no warning.
+	b := RenderBundle(t, c.Dir)
+	for name, objs := range map[string][]*unstructured.Unstructured{
+		"deploy/k3s": b.K3s, "deploy/traefik": b.Routes, "deploy/traefik/traefik-config.yaml": {b.TraefikConfig},
+	} {
+		if err := c.Apply(ctx, objs); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	t.Logf("applied %d + %d objects and the HelmChartConfig: no rejection, no warning", len(b.K3s), len(b.Routes))
+
+	// 2. Play kubelet and the endpoint controller for the prometheus Deployment.
+	podDir := filepath.Join(c.Dir, "pod-prometheus")
+	d, containers := PlayKubelet(t, b.K3s, "prometheus", podDir)
+	prom, relay := containers["prometheus"], containers["relay"]
+	if prom == nil || relay == nil {
+		t.Fatalf("Deployment prometheus: want containers prometheus and relay, have %v", containers)
+	}
+	release, err := PrometheusRelease(c.Versions.Prometheus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireEqual(t, "the bundle's Prometheus image tag (the e2e runs "+c.Versions.Prometheus+")", ImageTag(prom.Image), release)
+	relayProc := c.Procs.StartInPod("relay", relay.Env, podDir, relayBin, relay.Args...)
+	promProc := c.Procs.StartInPod("prometheus", prom.Env, podDir, promBin, prom.Args...)
+	podPorts := map[string]int32{}
+	for _, ct := range containers {
+		for n, p := range ct.Ports {
+			podPorts[n] = p
+		}
+	}
+	services, err := c.Client.CoreV1().Services("opview").List(ctx, metav1ListAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	podLabels := labels.Set(d.Spec.Template.Labels)
+	played := 0
+	for _, svc := range services.Items {
+		if len(svc.Spec.Selector) == 0 || !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+			continue
+		}
+		if err := c.PlayEndpointController(ctx, "opview", svc.Name, PodIP, podPorts); err != nil {
+			t.Fatal(err)
+		}
+		played++
+	}
+	if played < 2 {
+		t.Fatalf("want the prometheus and relay Services to select the prometheus pod, %d do", played)
+	}
+
+	// 3. Traefik with the entrypoints that the HelmChartConfig's ports render to.
+	values, err := HelmChartConfigValues(b.TraefikConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps, err := EntryPointsFromValues(values)
+	if err != nil {
+		t.Fatalf("deploy/traefik/traefik-config.yaml: %v", err)
+	}
+	tr := StartTraefik(t, c, eps)
+	if ep, ok := tr.EntryPoints["relay"]; !ok || ep.Port != 9091 || !ep.Exposed || ep.Protocol != "tcp" {
+		t.Fatalf("the HelmChartConfig's relay entrypoint: got %+v, want port 9091/tcp exposed", ep)
+	}
+	promHost := routeHost(t, b.Routes, "prometheus")
+	g := &Grafana{Base: "http://" + tr.Addr("web"), Host: promHost, User: b.PrometheusUser, Password: b.PrometheusPassword}
+
+	// 4. Operators out of cluster (node namespace), forwarded through Traefik's relay entrypoint.
+	relayURL := "http://" + tr.Addr("relay")
+	type operator struct{ job, instance, metrics string }
+	ops := []operator{{"sample-operator", "laptop-a", "127.0.0.1:8180"}, {"sample-operator-b", "laptop-b", "127.0.0.1:8280"}}
+	forwarders := map[string]*Proc{}
+	for _, op := range ops {
+		opProc := c.Procs.Start(op.job, operatorBin, "--kubeconfig="+c.Kubeconfig, "--metrics-bind-address="+op.metrics,
+			"--metrics-secure=false", "--health-probe-bind-address=0", "--leader-elect=false")
+		WaitFor(t, op.job+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, op.metrics) }, opProc)
+		forwarders[op.job] = c.Procs.Start("forward-"+op.job, relayBin, "forward", "--from=http://"+op.metrics+"/metrics",
+			"--to="+relayURL, "--job="+op.job, "--instance="+op.instance)
+	}
+
+	// 5. Through the Host route: basic auth enforced, both operators' metrics with their labels.
+	code, _, err := HTTPGet(ctx, nil, g.Base+"/api/v1/query?query=up", promHost, nil)
+	if err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("Prometheus route without credentials: HTTP %d (%v), want 401", code, err)
+	}
+	for _, op := range ops {
+		q := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q,instance=%q}`, op.job, op.instance)
+		WaitFor(t, q+" through Traefik", 3*time.Minute, func(ctx context.Context) error {
+			res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, q)
+			if err != nil {
+				return err
+			}
+			if len(res) == 0 {
+				return fmt.Errorf("no series yet")
+			}
+			return nil
+		}, promProc, relayProc, tr.Proc, forwarders[op.job])
+	}
+
+	// Every query of every generated dashboard panel returns data.
+	queries, vars, err := LoadDashboards(filepath.Join(RepoRoot(), "dashboards"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, "every dashboard query to return data", 4*time.Minute, func(ctx context.Context) error {
+		var empty []string
+		resolved := map[string]map[string]string{}
+		for uid, vs := range vars {
+			v, err := g.ResolveVariables(ctx, vs)
+			if err != nil {
+				return fmt.Errorf("dashboard %s: %w", uid, err)
+			}
+			resolved[uid] = v
+		}
+		for _, q := range queries {
+			expr := g.Expand(q.Expr, resolved[q.Dashboard])
+			res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, expr)
+			if err != nil {
+				return fmt.Errorf("dashboard %s panel %q: %w", q.Dashboard, q.Panel, err)
+			}
+			if len(res) == 0 {
+				empty = append(empty, fmt.Sprintf("%s/%q: %s", q.Dashboard, q.Panel, expr))
+			}
+		}
+		if len(empty) > 0 {
+			return fmt.Errorf("%d of %d queries return no data:\n%s", len(empty), len(queries), strings.Join(empty, "\n"))
+		}
+		return nil
+	}, promProc, relayProc, tr.Proc)
+	t.Logf("all %d dashboard queries return data", len(queries))
+
+	// A forwarder that dies (no clean delete) leaves its group until the relay's --group.ttl passes;
+	// then its series go stale while the other operator's stay.
+	ttl := flagValue(relay.Args, "--group.ttl")
+	ttlDur, err := time.ParseDuration(ttl)
+	if err != nil || ttlDur <= 0 {
+		t.Fatalf("the relay's --group.ttl in the Deployment: %q (%v)", ttl, err)
+	}
+	dead := forwarders[ops[0].job]
+	if err := dead.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	alive := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q}`, ops[1].job)
+	gone := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q}`, ops[0].job)
+	WaitFor(t, ops[0].job+"'s series to go stale after the TTL ("+ttl+")", ttlDur+3*time.Minute, func(ctx context.Context) error {
+		res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, gone)
+		if err != nil {
+			return err
+		}
+		if len(res) > 0 {
+			return fmt.Errorf("%s still has %d series", gone, len(res))
+		}
+		return nil
+	}, promProc, relayProc, tr.Proc)
+	if since := time.Since(killedAt); since < ttlDur {
+		t.Fatalf("%s went stale %s after its forwarder died, before the TTL %s", ops[0].job, since, ttl)
+	}
+	res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, alive)
+	if err != nil || len(res) == 0 {
+		t.Fatalf("%s after the other group expired: %v %v, want its series", alive, res, err)
+	}
+	res, err = PromQuery(ctx, g.Base, g.Host, g.User, g.Password, fmt.Sprintf(`opview_relay_group_fresh{job=%q}`, ops[0].job))
+	if err != nil || len(res) != 1 || res[0].V() != "0" {
+		t.Fatalf("opview_relay_group_fresh of the expired group: %v %v, want 0", res, err)
+	}
+}
+
+var metav1ListAll = metav1ListOptions()
+
+// routeHost returns the host name of an IngressRoute's first Host(`...`) rule.
+func routeHost(t *testing.T, objs []*unstructured.Unstructured, name string) string {
+	t.Helper()
+	r := Find(objs, "IngressRoute", name)
+	if r == nil {
+		t.Fatalf("no IngressRoute %s in deploy/traefik", name)
+	}
+	routes, _, _ := unstructured.NestedSlice(r.Object, "spec", "routes")
+	for _, rt := range routes {
+		m, _ := rt.(map[string]any)
+		match, _ := m["match"].(string)
+		if h := regexp.MustCompile("Host\\(`([^`]+)`\\)").FindStringSubmatch(match); h != nil {
+			return h[1]
+		}
+	}
+	t.Fatalf("IngressRoute %s has no Host rule", name)
+	return ""
+}
+
+// flagValue returns the value of --name=value in args.
+func flagValue(args []string, name string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// buildExample builds a main package of the examples module.
+func buildExample(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	out := filepath.Join(dir, filepath.Base(pkg))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := execCommandIn(ctx, filepath.Join(RepoRoot(), "examples"), "go", "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s (in examples/): %v\n%s", pkg, err, b)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

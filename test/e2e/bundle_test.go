@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,7 +46,7 @@ func RenderBundle(t *testing.T, dir string) *Bundle {
 		t.Fatal(err)
 	}
 	secrets := map[string]string{
-		"deploy/k3s/secrets/grafana-admin.env":        "admin-user=admin\nadmin-password=" + randomHex(12) + "\n",
+		"deploy/k3s/secrets/grafana-admin.env":       "admin-user=admin\nadmin-password=" + randomHex(12) + "\n",
 		"deploy/traefik/secrets/prometheus.htpasswd": b.PrometheusUser + ":" + string(hash) + "\n",
 	}
 	for name, content := range secrets {
@@ -237,5 +236,3 @@ func requireEqual(t *testing.T, what, got, want string) {
 		t.Fatalf("%s: got %q, want %q", what, got, want)
 	}
 }
-
-var _ = fmt.Sprintf

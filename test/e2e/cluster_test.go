@@ -460,33 +460,11 @@ func (c *Cluster) PlayEndpointController(ctx context.Context, ns, name, ip strin
 	return nil
 }
 
-// ModuleDir is the folder of module@version in the module cache (downloaded if needed).
-func ModuleDir(ctx context.Context, module, version string) (string, error) {
-	out, err := execOutput(ctx, "go", "mod", "download", "-json", module+"@"+version)
-	if err != nil {
-		return "", fmt.Errorf("go mod download %s@%s: %w", module, version, err)
-	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &info); err != nil {
-		return "", err
-	}
-	if info.Error != "" || info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s@%s: %s", module, version, info.Error)
-	}
-	return info.Dir, nil
-}
-
 // InstallCRDs installs Traefik's CRDs and the HelmChart/HelmChartConfig CRDs from their modules.
 func (c *Cluster) InstallCRDs(ctx context.Context) {
 	c.t.Helper()
-	traefikDir, err := ModuleDir(ctx, "github.com/traefik/traefik/v3", c.Versions.Traefik)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	helmDir, err := ModuleDir(ctx, "github.com/k3s-io/helm-controller", c.Versions.HelmController)
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	traefikDir := Artifact(c.t, "traefik-module")
+	helmDir := Artifact(c.t, "helm-controller-module")
 	objs, err := DecodeYAMLFiles(
 		filepath.Join(traefikDir, "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"),
 		filepath.Join(helmDir, "pkg/crds/yaml/generated/helm.cattle.io_helmcharts.yaml"),

@@ -18,21 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// BuildGo builds a main package of the repository's root module (e.g. ./exporter/cmd/opview-relay)
-// into dir and returns the binary's path.
-func BuildGo(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := []string{"build", "-o", out, pkg}
-	c := execCommandIn(ctx, RepoRoot(), "go", cmd...)
-	if b, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("go %s (in %s): %v\n%s", strings.Join(cmd, " "), RepoRoot(), err, b)
-	}
-	return out
-}
-
 // PromQuery runs an instant query through base (a Traefik entrypoint) with the given Host header
 // and optional basic auth, and returns the result vector.
 func PromQuery(ctx context.Context, base, host, user, pass, query string) ([]PromSample, error) {
@@ -152,7 +137,7 @@ func TestHarness(t *testing.T) {
 	ctx := context.Background()
 	c := StartCluster(t)
 	c.InstallCRDs(ctx)
-	relayBin := BuildGo(t, c.Dir, "./exporter/cmd/opview-relay")
+	relayBin := Artifact(t, "opview-relay")
 	promBin := requireBinary(t, Binary("prometheus", c.Versions.Prometheus, "prometheus"))
 
 	if err := c.Apply(ctx, mustObjects(t, harnessObjects)); err != nil {

@@ -96,6 +96,16 @@ func runInNamespaces() int {
 			return 1
 		}
 	}
+	artifacts, err := os.MkdirTemp("", "opview-e2e-artifacts-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(artifacts) }()
+	if err := prepare(artifacts); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: preparing binaries and modules:", err)
+		return 1
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -103,7 +113,7 @@ func runInNamespaces() int {
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", node, exe}, os.Args[1:]...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), envNodeNS+"="+node, envPodNS+"="+pod)
+	cmd.Env = append(os.Environ(), envNodeNS+"="+node, envPodNS+"="+pod, envArtifacts+"="+artifacts)
 	// Interrupts reach the child through the process group; keep running until it has cleaned up.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

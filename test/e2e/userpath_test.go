@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -27,8 +26,8 @@ func TestUserPath(t *testing.T) {
 	ctx := context.Background()
 	c := StartCluster(t)
 	c.InstallCRDs(ctx)
-	relayBin := BuildGo(t, c.Dir, "./exporter/cmd/opview-relay")
-	operatorBin := buildExample(t, c.Dir, "./sampleoperator/cmd/sample-operator")
+	relayBin := Artifact(t, "opview-relay")
+	operatorBin := Artifact(t, "sample-operator")
 	promBin := requireBinary(t, Binary("prometheus", c.Versions.Prometheus, "prometheus"))
 
 	// 1. Apply the rendered bundle: every object accepted with strict field validation, no warning.
@@ -227,20 +226,4 @@ func flagValue(args []string, name string) string {
 		}
 	}
 	return ""
-}
-
-// buildExample builds a main package of the examples module.
-func buildExample(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	cmd := execCommandIn(ctx, filepath.Join(RepoRoot(), "examples"), "go", "build", "-o", out, pkg)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s (in examples/): %v\n%s", pkg, err, b)
-	}
-	if _, err := os.Stat(out); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

@@ -702,7 +702,9 @@ func goals(res *Results) []Goal {
 	return out
 }
 
-func dur(s float64) string { return time.Duration(s * float64(time.Second)).Round(time.Microsecond).String() }
+func dur(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Microsecond).String()
+}
 
 // bare serves the last body PUT to /body on GET /metrics, from memory, with its Content-Type.
 // Two bodies are kept, chosen by the Accept header as the relay chose them.
@@ -747,4 +749,3 @@ func bare(args []string) {
 		log.Fatal(err)
 	}
 }
-

@@ -34,7 +34,7 @@ func Metrics(s store.Store, g prometheus.Gatherer, in *Instrumentation, logger *
 		h := w.Header()
 		h.Set("Content-Type", string(format))
 		h.Add("Vary", "Accept-Encoding")
-		var out io.Writer = w
+		var out io.Writer = sizedWriter{w}
 		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 			h.Set("Content-Encoding", "gzip")
 			gz := gzipPool.Get().(*gzip.Writer)
@@ -62,6 +62,12 @@ func Metrics(s store.Store, g prometheus.Gatherer, in *Instrumentation, logger *
 		}
 	})
 }
+
+// sizedWriter sets Content-Length from the store's size hint, so an uncompressed scrape is sent
+// without chunked encoding.
+type sizedWriter struct{ http.ResponseWriter }
+
+func (w sizedWriter) SizeHint(n int64) { w.Header().Set("Content-Length", strconv.FormatInt(n, 10)) }
 
 // negotiate picks the format. Among the formats a client accepts, the relay prefers delimited
 // protobuf and then the Prometheus text format, which it serves from pre-rendered bytes, over

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -84,61 +86,12 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// healthLocked builds the health families of every stored group.
-func (s *MemoryStore) healthLocked(now time.Time) []*dto.MetricFamily {
-	if len(s.groups) == 0 {
-		return nil
-	}
-	sts := make([]GroupStatus, 0, len(s.groups))
-	labels := make([][]*dto.LabelPair, 0, len(s.groups))
-	for _, g := range s.groups {
-		sts = append(sts, s.statusLocked(g, now))
-		labels = append(labels, g.labels)
-	}
-	out := make([]*dto.MetricFamily, 0, len(healthFamilies))
-	for _, h := range healthFamilies {
-		mf := &dto.MetricFamily{Name: proto.String(h.name), Help: proto.String(h.help), Type: h.typ.Enum()}
-		for i, st := range sts {
-			v := h.value(st)
-			m := &dto.Metric{Label: labels[i]}
-			if h.typ == dto.MetricType_COUNTER {
-				m.Counter = &dto.Counter{Value: &v}
-			} else {
-				m.Gauge = &dto.Gauge{Value: &v}
-			}
-			mf.Metric = append(mf.Metric, m)
-		}
-		out = append(out, mf)
-	}
-	return out
-}
-
-// mergeSorted merges two lists of families sorted by name; b's families have distinct names from
-// each other and from a's (health families versus the relay's registry).
-func mergeSorted(a, b []*dto.MetricFamily) []*dto.MetricFamily {
-	if len(b) == 0 {
-		return a
-	}
-	out := make([]*dto.MetricFamily, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		if j == len(b) || (i < len(a) && a[i].GetName() < b[j].GetName()) {
-			out = append(out, a[i])
-			i++
-		} else {
-			out = append(out, b[j])
-			j++
-		}
-	}
-	return out
-}
-
 // walkLocked calls fn for every family to expose, in name order: stored families (f non-nil,
-// with their fresh parts) merged with the extra families (e non-nil) of the same name.
-func (s *MemoryStore) walkLocked(extra []*dto.MetricFamily, now time.Time, fn func(f *family, fresh []*part, e *dto.MetricFamily) error) error {
-	extra = mergeSorted(extra, s.healthLocked(now))
+// with their fresh parts in group order) merged with the extra families (e non-nil) of the same
+// name. Health families (f.health >= 0) are visited while any group exists; their rows are
+// rendered by the writers.
+func (s *MemoryStore) walkLocked(p *plan, extra []*dto.MetricFamily, now time.Time, fn func(f *family, fresh []entry, e *dto.MetricFamily) error) error {
 	names := s.sortedNamesLocked()
-	var fresh []*part
 	i, j := 0, 0
 	for i < len(names) || j < len(extra) {
 		var f *family
@@ -155,19 +108,23 @@ func (s *MemoryStore) walkLocked(extra []*dto.MetricFamily, now time.Time, fn fu
 			i++
 			j++
 		}
-		fresh = fresh[:0]
-		if f != nil {
-			for g, pt := range f.parts {
-				if s.fresh(g, now) {
-					fresh = append(fresh, pt)
-				}
-			}
-			if len(fresh) == 0 && e == nil {
+		if e != nil && len(e.Metric) == 0 {
+			e = nil
+			if f == nil {
 				continue
 			}
 		}
-		if e != nil && len(e.Metric) == 0 && len(fresh) == 0 {
-			continue
+		fresh := p.fresh[:0]
+		if f != nil {
+			for _, en := range f.parts {
+				if s.fresh(en.g, now) {
+					fresh = append(fresh, en)
+				}
+			}
+			p.fresh = fresh
+			if len(fresh) == 0 && e == nil && (f.health < 0 || len(s.order) == 0) {
+				continue
+			}
 		}
 		if err := fn(f, fresh, e); err != nil {
 			return err
@@ -178,11 +135,16 @@ func (s *MemoryStore) walkLocked(extra []*dto.MetricFamily, now time.Time, fn fu
 
 // plan is the list of byte slices a scrape writes. It is built under the read lock from
 // immutable pre-rendered parts and written after the lock is released, so a slow scraper never
-// holds up pushes. Small pieces rendered per scrape (headers' length prefixes, the relay's own
-// metrics) come from an arena so that a steady scrape allocates nothing per stored series.
+// holds up pushes. Small pieces rendered per scrape (length prefixes, health rows, the relay's
+// own metrics) go to an arena; plans are pooled, so a steady scrape allocates nothing per stored
+// series or group.
 type plan struct {
 	chunks [][]byte
 	arena  []byte
+	fresh  []entry      // scratch of walkLocked
+	tmp    bytes.Buffer // scratch for the relay's own families
+	tmpb   []byte       // scratch for protobuf encodings
+	out    []byte       // copy buffer of writeTo
 }
 
 var planPool = sync.Pool{New: func() any { return &plan{} }}
@@ -191,63 +153,112 @@ func (p *plan) reset() {
 	clear(p.chunks)
 	p.chunks = p.chunks[:0]
 	p.arena = p.arena[:0]
+	clear(p.fresh[:cap(p.fresh)])
+	p.tmp.Reset()
 }
 
 // grab returns an empty slice with room for n bytes that later grabs won't overwrite.
 func (p *plan) grab(n int) []byte {
 	if cap(p.arena)-len(p.arena) < n {
-		p.arena = make([]byte, 0, max(n, 64<<10))
+		// The old arena stays referenced by the chunks cut from it.
+		p.arena = make([]byte, 0, max(n, 2*cap(p.arena), 64<<10))
 	}
-	b := p.arena[len(p.arena) : len(p.arena) : len(p.arena)+n]
-	return b
+	return p.arena[len(p.arena):len(p.arena):cap(p.arena)]
 }
 
-// keep records b, which must have been built from grab, as the next chunk.
+// keep records b, which must have been built from grab without growing past its room, as the
+// next chunk.
 func (p *plan) keep(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	if len(p.arena)+len(b) <= cap(p.arena) && &p.arena[:len(p.arena)+1][len(p.arena)] == &b[0] {
+	if len(p.arena)+len(b) <= cap(p.arena) {
 		p.arena = p.arena[:len(p.arena)+len(b)]
 	}
 	p.chunks = append(p.chunks, b)
 }
 
+// SizeHinter is implemented by writers that want the exposition's length before its first byte:
+// the HTTP layer sets Content-Length from it.
+type SizeHinter interface{ SizeHint(n int64) }
+
+// writeBufferSize is the copy buffer of a scrape: few large writes to the connection.
+const writeBufferSize = 256 << 10
+
 func (p *plan) writeTo(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
+	if sh, ok := w.(SizeHinter); ok {
+		var n int64
+		for _, c := range p.chunks {
+			n += int64(len(c))
+		}
+		sh.SizeHint(n)
+	}
+	if p.out == nil {
+		p.out = make([]byte, 0, writeBufferSize)
+	}
+	buf := p.out[:0]
 	for _, c := range p.chunks {
-		if _, err := bw.Write(c); err != nil {
+		if len(buf)+len(c) > cap(buf) {
+			if len(buf) > 0 {
+				if _, err := w.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+			if len(c) >= cap(buf) {
+				if _, err := w.Write(c); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		buf = append(buf, c...)
+	}
+	if len(buf) > 0 {
+		if _, err := w.Write(buf); err != nil {
 			return err
 		}
 	}
-	return bw.Flush()
+	return nil
+}
+
+// copyTmp keeps a copy of p.tmp's contents from offset off as a chunk.
+func (p *plan) copyTmp(off int) {
+	b := p.tmp.Bytes()[off:]
+	p.keep(append(p.grab(len(b)), b...))
 }
 
 // WriteText implements Store: the Prometheus text format, version 0.0.4.
 func (s *MemoryStore) WriteText(w io.Writer, extra []*dto.MetricFamily) error {
 	p := planPool.Get().(*plan)
 	defer func() { p.reset(); planPool.Put(p) }()
-	var buf bytes.Buffer
 	s.mu.RLock()
-	err := s.walkLocked(extra, s.now(), func(f *family, fresh []*part, e *dto.MetricFamily) error {
+	now := s.now()
+	err := s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *dto.MetricFamily) error {
 		if f == nil {
-			buf.Reset()
-			if _, err := expfmt.MetricFamilyToText(&buf, e); err != nil {
+			p.tmp.Reset()
+			if _, err := expfmt.MetricFamilyToText(&p.tmp, e); err != nil {
 				return err
 			}
-			p.keep(append(p.grab(buf.Len()), buf.Bytes()...))
+			p.copyTmp(0)
 			return nil
 		}
 		p.chunks = append(p.chunks, f.textHeader)
-		for _, pt := range fresh {
-			p.chunks = append(p.chunks, pt.text)
+		for _, en := range fresh {
+			p.chunks = append(p.chunks, en.pt.text)
 		}
-		if e != nil && len(e.Metric) > 0 {
-			buf.Reset()
-			if err := writeTextSamples(&buf, e); err != nil {
+		if f.health >= 0 {
+			s.textHealthLocked(p, f, now)
+		}
+		if e != nil {
+			// e's sample lines without its HELP and TYPE lines (the stored family's header
+			// is written above).
+			p.tmp.Reset()
+			if _, err := expfmt.MetricFamilyToText(&p.tmp, &dto.MetricFamily{Name: e.Name, Type: e.Type, Metric: e.Metric}); err != nil {
 				return err
 			}
-			p.keep(append(p.grab(buf.Len()), buf.Bytes()...))
+			off := bytes.IndexByte(p.tmp.Bytes(), '\n') + 1
+			p.copyTmp(off)
 		}
 		return nil
 	})
@@ -258,19 +269,44 @@ func (s *MemoryStore) WriteText(w io.Writer, extra []*dto.MetricFamily) error {
 	return p.writeTo(w)
 }
 
-// writeTextSamples writes e's sample lines without its HELP and TYPE lines.
-func writeTextSamples(w io.Writer, e *dto.MetricFamily) error {
-	var buf bytes.Buffer
-	noHelp := &dto.MetricFamily{Name: e.Name, Type: e.Type, Metric: e.Metric}
-	if _, err := expfmt.MetricFamilyToText(&buf, noHelp); err != nil {
-		return err
+// textHealthLocked renders one health family's rows, one per group.
+func (s *MemoryStore) textHealthLocked(p *plan, f *family, now time.Time) {
+	h := healthFamilies[f.health]
+	for _, g := range s.order {
+		b := p.grab(len(f.name) + len(g.textLabels) + 2 + 32)
+		b = append(b, f.name...)
+		b = append(b, g.textLabels...)
+		b = append(b, ' ')
+		b = strconv.AppendFloat(b, h.value(s.statusLocked(g, now)), 'g', -1, 64)
+		b = append(b, '\n')
+		p.keep(b)
 	}
-	b := buf.Bytes()
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
+}
+
+// protoHealthLocked renders one health family's Metric fields, one per group, and returns
+// their size.
+func (s *MemoryStore) protoHealthLocked(p *plan, f *family, now time.Time) int {
+	h := healthFamilies[f.health]
+	valueField := protowire.Number(2) // Metric.gauge
+	if h.typ == dto.MetricType_COUNTER {
+		valueField = 3 // Metric.counter
 	}
-	_, err := w.Write(b)
-	return err
+	size := 0
+	for _, g := range s.order {
+		// Metric{label..., gauge|counter: {value: v}}; the value message is 9 bytes.
+		n := len(g.protoLabels) + 2 + 9
+		b := p.grab(1 + binaryMaxVarintLen + n)
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(n))
+		b = append(b, g.protoLabels...)
+		b = protowire.AppendTag(b, valueField, protowire.BytesType)
+		b = protowire.AppendVarint(b, 9)
+		b = protowire.AppendTag(b, 1, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, math.Float64bits(h.value(s.statusLocked(g, now))))
+		p.keep(b)
+		size += len(b)
+	}
+	return size
 }
 
 // WriteProto implements Store: length-delimited io.prometheus.client.MetricFamily messages.
@@ -278,40 +314,45 @@ func (s *MemoryStore) WriteProto(w io.Writer, extra []*dto.MetricFamily) error {
 	p := planPool.Get().(*plan)
 	defer func() { p.reset(); planPool.Put(p) }()
 	s.mu.RLock()
-	err := s.walkLocked(extra, s.now(), func(f *family, fresh []*part, e *dto.MetricFamily) error {
+	now := s.now()
+	err := s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *dto.MetricFamily) error {
+		var err error
 		if f == nil {
-			b, err := proto.Marshal(e)
-			if err != nil {
+			if p.tmpb, err = marshalOpts.MarshalAppend(p.tmpb[:0], e); err != nil {
 				return err
 			}
-			out := p.grab(len(b) + binaryMaxVarintLen)
-			out = protowire.AppendVarint(out, uint64(len(b)))
-			p.keep(append(out, b...))
+			out := p.grab(len(p.tmpb) + binaryMaxVarintLen)
+			out = protowire.AppendVarint(out, uint64(len(p.tmpb)))
+			p.keep(append(out, p.tmpb...))
 			return nil
 		}
-		var own []byte
+		// The family's length prefix comes first but depends on what follows: reserve its
+		// chunk and fill it in at the end.
+		prefix := len(p.chunks)
+		p.chunks = append(p.chunks, nil, f.protoHeader)
+		size := len(f.protoHeader)
+		for _, en := range fresh {
+			p.chunks = append(p.chunks, en.pt.proto)
+			size += len(en.pt.proto)
+		}
+		if f.health >= 0 {
+			size += s.protoHealthLocked(p, f, now)
+		}
 		if e != nil {
 			for _, m := range e.Metric {
-				b, err := proto.Marshal(m)
-				if err != nil {
+				if p.tmpb, err = marshalOpts.MarshalAppend(p.tmpb[:0], m); err != nil {
 					return err
 				}
-				own = protowire.AppendTag(own, 4, protowire.BytesType)
-				own = protowire.AppendBytes(own, b)
+				b := p.grab(1 + binaryMaxVarintLen + len(p.tmpb))
+				b = protowire.AppendTag(b, 4, protowire.BytesType)
+				b = protowire.AppendBytes(b, p.tmpb)
+				p.keep(b)
+				size += len(b)
 			}
 		}
-		size := len(f.protoHeader) + len(own)
-		for _, pt := range fresh {
-			size += len(pt.proto)
-		}
-		p.keep(protowire.AppendVarint(p.grab(binaryMaxVarintLen), uint64(size)))
-		p.chunks = append(p.chunks, f.protoHeader)
-		for _, pt := range fresh {
-			p.chunks = append(p.chunks, pt.proto)
-		}
-		if len(own) > 0 {
-			p.chunks = append(p.chunks, own)
-		}
+		b := protowire.AppendVarint(p.grab(binaryMaxVarintLen), uint64(size))
+		p.arena = p.arena[:len(p.arena)+len(b)]
+		p.chunks[prefix] = b
 		return nil
 	})
 	s.mu.RUnlock()
@@ -319,6 +360,38 @@ func (s *MemoryStore) WriteProto(w io.Writer, extra []*dto.MetricFamily) error {
 		return err
 	}
 	return p.writeTo(w)
+}
+
+var marshalOpts = proto.MarshalOptions{}
+
+// appendEscaped appends a label value escaped for the text format.
+func appendEscaped(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '"':
+			b = append(b, '\\', '"')
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// labelPairSize is the encoded size of LabelPair{name, value}.
+func labelPairSize(name, value string) int {
+	return 1 + protowire.SizeBytes(len(name)) + 1 + protowire.SizeBytes(len(value))
+}
+
+// appendLabelPair appends the fields of LabelPair{name, value}.
+func appendLabelPair(b []byte, name, value string) []byte {
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, name)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendString(b, value)
 }
 
 const binaryMaxVarintLen = 10

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
 	"sort"
+	"strings"
 	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
@@ -30,6 +32,21 @@ type Push struct {
 
 // Series returns the number of series (as Prometheus counts them) the push carries.
 func (p *Push) Series() int { return p.series }
+
+// has reports whether the push carries the family.
+func (p *Push) has(name string) bool {
+	_, ok := slices.BinarySearchFunc(p.families, name, func(pt *part, name string) int { return strings.Compare(pt.name, name) })
+	return ok
+}
+
+// hashes counts the push's Metric messages.
+func (p *Push) hashes() int {
+	n := 0
+	for _, pt := range p.families {
+		n += len(pt.hashes)
+	}
+	return n
+}
 
 // part is one group's share of a metric family, pre-rendered for both fast exposition formats.
 type part struct {

@@ -9,12 +9,15 @@ package store
 
 import (
 	"io"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Store is what the HTTP layer needs from storage. MemoryStore is the implementation.
@@ -75,6 +78,8 @@ type group struct {
 	failures    uint64
 	expired     bool             // samples dropped; health kept until forgotten
 	labels      []*dto.LabelPair // grouping labels as the health series carry them
+	// The labels pre-rendered for the health series: `{a="b",...}` and LabelPair fields.
+	textLabels, protoLabels []byte
 }
 
 // family is one metric family across every group that carries it.
@@ -83,9 +88,22 @@ type family struct {
 	typ         dto.MetricType
 	help        string
 	reserved    bool
-	parts       map[*group]*part
+	health      int     // index in healthFamilies, -1 for other families
+	parts       []entry // sorted by group key, so a scrape writes groups in a stable order
 	textHeader  []byte
 	protoHeader []byte
+}
+
+// entry is one group's part of a family.
+type entry struct {
+	g  *group
+	pt *part
+}
+
+// find returns the index of g's entry in f.parts, or where it would be inserted.
+func (f *family) find(g *group) (int, bool) {
+	i := sort.Search(len(f.parts), func(i int) bool { return f.parts[i].g.key.id >= g.key.id })
+	return i, i < len(f.parts) && f.parts[i].g == g
 }
 
 // MemoryStore is the in-memory Store. It is safe for concurrent use.
@@ -95,8 +113,8 @@ type MemoryStore struct {
 
 	mu       sync.RWMutex
 	groups   map[string]*group
+	order    []*group // the groups sorted by key
 	families map[string]*family
-	series   map[uint64]*group        // every stored series' hash and its owner
 	names    atomic.Pointer[[]string] // sorted family names; nil when the set of families changed
 	expired  uint64                   // groups expired so far
 }
@@ -108,7 +126,6 @@ func New(opts Options) *MemoryStore {
 		now:      opts.Now,
 		groups:   map[string]*group{},
 		families: map[string]*family{},
-		series:   map[uint64]*group{},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -118,16 +135,16 @@ func New(opts Options) *MemoryStore {
 		f.reserved = true
 		s.families[f.name] = f
 	}
-	for _, h := range healthFamilies {
+	for i, h := range healthFamilies {
 		f := newFamily(h.name, h.typ, h.help)
-		f.reserved = true
+		f.reserved, f.health = true, i
 		s.families[h.name] = f
 	}
 	return s
 }
 
 func newFamily(name string, typ dto.MetricType, help string) *family {
-	f := &family{name: name, typ: typ, help: help, parts: map[*group]*part{}}
+	f := &family{name: name, typ: typ, help: help, health: -1}
 	f.textHeader = textHeader(name, typ, help)
 	f.protoHeader = protoHeader(name, typ, help)
 	return f
@@ -166,32 +183,26 @@ func (s *MemoryStore) Apply(p *Push, replace bool) error {
 		if f.reserved {
 			return &Error{Kind: KindConflict, Msg: sprintf("metric family %q is one of the relay's own metrics, of type %s; push it as %s or rename it", pt.name, typeName(f.typ), typeName(f.typ))}
 		}
-		for other := range f.parts {
-			if other != g {
-				return &Error{Kind: KindConflict, Msg: sprintf("metric family %q is pushed as %s, but group %s already pushed it as %s", pt.name, typeName(pt.typ), other.key, typeName(f.typ))}
+		for _, e := range f.parts {
+			if e.g != g {
+				return &Error{Kind: KindConflict, Msg: sprintf("metric family %q is pushed as %s, but group %s already pushed it as %s", pt.name, typeName(pt.typ), e.g.key, typeName(f.typ))}
 			}
 		}
 	}
-	for _, pt := range p.families {
-		for _, h := range pt.hashes {
-			if owner := s.series[h]; owner != nil && owner != g {
-				return &Error{Kind: KindConflict, Msg: sprintf("metric family %q: a series of this push is already exposed by group %s (give the groups distinct labels)", pt.name, owner.key)}
-			}
-		}
+	if err := s.checkSeriesLocked(p, g); err != nil {
+		return err
 	}
 
 	if g == nil {
-		g = &group{key: p.Key, parts: map[string]*part{}}
-		g.labels, _ = mergeLabels(p.Key, "", dto.MetricType_GAUGE, nil)
+		g = newGroup(p.Key)
 		s.groups[p.Key.id] = g
+		i := sort.Search(len(s.order), func(i int) bool { return s.order[i].key.id >= g.key.id })
+		s.order = slices.Insert(s.order, i, g)
 	}
 	if replace || g.expired {
-		for _, old := range g.parts {
-			s.removePartLocked(g, old)
-		}
-	} else {
-		for _, pt := range p.families {
-			if old := g.parts[pt.name]; old != nil {
+		// Families the push does not carry go; the others are replaced in place below.
+		for name, old := range g.parts {
+			if !p.has(name) {
 				s.removePartLocked(g, old)
 			}
 		}
@@ -205,37 +216,114 @@ func (s *MemoryStore) Apply(p *Push, replace bool) error {
 	return nil
 }
 
+// newGroup returns an empty group with its labels rendered for the health series.
+func newGroup(k Key) *group {
+	g := &group{key: k, parts: map[string]*part{}}
+	g.labels, _ = mergeLabels(k, "", dto.MetricType_GAUGE, nil)
+	var b []byte
+	b = append(b, '{')
+	for i, lp := range g.labels {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, lp.GetName()...)
+		b = append(b, '=', '"')
+		b = appendEscaped(b, lp.GetValue())
+		b = append(b, '"')
+	}
+	g.textLabels = append(b, '}')
+	for _, lp := range g.labels {
+		g.protoLabels = protowire.AppendTag(g.protoLabels, 1, protowire.BytesType)
+		g.protoLabels = protowire.AppendVarint(g.protoLabels, uint64(labelPairSize(lp.GetName(), lp.GetValue())))
+		g.protoLabels = appendLabelPair(g.protoLabels, lp.GetName(), lp.GetValue())
+	}
+	return g
+}
+
+// addPartLocked stores pt as g's part of its family, replacing g's previous part of it.
 func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 	f := s.families[pt.name]
 	if f == nil {
 		f = newFamily(pt.name, pt.typ, pt.help)
 		s.families[pt.name] = f
 		s.names.Store(nil)
-	} else if len(f.parts) == 0 && !f.reserved && (f.typ != pt.typ || f.help != pt.help) {
+	} else if !f.reserved && (f.typ != pt.typ || f.help != pt.help) && (len(f.parts) == 0 || (len(f.parts) == 1 && f.parts[0].g == g)) {
+		// Nobody else exposes the family: it takes the push's type and HELP.
+		parts := f.parts
 		*f = *newFamily(pt.name, pt.typ, pt.help)
+		f.parts = parts
 	}
-	f.parts[g] = pt
+	if i, ok := f.find(g); ok {
+		g.series -= f.parts[i].pt.series
+		f.parts[i].pt = pt
+	} else {
+		f.parts = slices.Insert(f.parts, i, entry{g, pt})
+	}
 	g.parts[pt.name] = pt
 	g.series += pt.series
-	for _, h := range pt.hashes {
-		s.series[h] = g
-	}
 }
 
 func (s *MemoryStore) removePartLocked(g *group, pt *part) {
 	f := s.families[pt.name]
-	delete(f.parts, g)
+	if i, ok := f.find(g); ok {
+		f.parts = slices.Delete(f.parts, i, i+1)
+	}
 	if len(f.parts) == 0 && !f.reserved {
 		delete(s.families, pt.name)
 		s.names.Store(nil)
 	}
 	delete(g.parts, pt.name)
 	g.series -= pt.series
-	for _, h := range pt.hashes {
-		if s.series[h] == g {
-			delete(s.series, h)
+}
+
+// checkSeriesLocked refuses a push to g that carries a series another group already exposes.
+// Every series carries its group's grouping labels, so only groups whose keys agree on every
+// label they share can expose the same series (a push of {job="a"} with a series labelled
+// instance="x" and the group {job="a",instance="x"}); groups with distinct instances never
+// need comparing.
+func (s *MemoryStore) checkSeriesLocked(p *Push, g *group) error {
+	var pushed map[uint64]string
+	for _, other := range s.order {
+		if other == g || len(other.parts) == 0 || !compatible(other.key, p.Key) {
+			continue
+		}
+		if pushed == nil {
+			pushed = make(map[uint64]string, p.hashes())
+			for _, pt := range p.families {
+				for _, h := range pt.hashes {
+					pushed[h] = pt.name
+				}
+			}
+		}
+		for _, opt := range other.parts {
+			for _, h := range opt.hashes {
+				if name, ok := pushed[h]; ok {
+					return &Error{Kind: KindConflict, Msg: sprintf("metric family %q: a series of this push is already exposed by group %s (give the groups distinct labels)", name, other.key)}
+				}
+			}
 		}
 	}
+	return nil
+}
+
+// compatible reports whether two keys agree on the value of every label they both have.
+func compatible(a, b Key) bool {
+	i, j := 0, 0
+	for i < len(a.labels) && j < len(b.labels) {
+		switch {
+		case a.labels[i].Name < b.labels[j].Name:
+			i++
+		case a.labels[i].Name > b.labels[j].Name:
+			j++
+		default:
+			if a.labels[i].Value != b.labels[j].Value {
+				return false
+			}
+			i++
+			j++
+		}
+	}
+	return true
 }
 
 // Delete implements Store.
@@ -255,6 +343,9 @@ func (s *MemoryStore) dropLocked(g *group) {
 		s.removePartLocked(g, pt)
 	}
 	delete(s.groups, g.key.id)
+	if i, ok := slices.BinarySearchFunc(s.order, g.key.id, func(o *group, id string) int { return strings.Compare(o.key.id, id) }); ok {
+		s.order = slices.Delete(s.order, i, i+1)
+	}
 }
 
 // RecordFailure implements Store.

@@ -39,6 +39,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
@@ -480,3 +482,62 @@ func (c *Cluster) InstallCRDs(ctx context.Context) {
 }
 
 func metav1ListOptions() metav1.ListOptions { return metav1.ListOptions{} }
+
+// ServiceAccountDir writes what kubelet mounts for a Pod's service account (token from the
+// TokenRequest API, ca.crt, namespace) into a new folder under dir, and returns the environment
+// kubelet gives the Pod to find the API server (its endpoint here: there is no kube-proxy).
+func (c *Cluster) ServiceAccountDir(ctx context.Context, dir, ns, sa string) (string, []string) {
+	c.t.Helper()
+	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatalf("token for service account %s/%s: %v", ns, sa, err)
+	}
+	saDir := filepath.Join(dir, "serviceaccount-"+sa)
+	ca, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.MkdirAll(saDir, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	for name, content := range map[string][]byte{"token": []byte(tr.Status.Token), "ca.crt": ca, "namespace": []byte(ns)} {
+		if err := os.WriteFile(filepath.Join(saDir, name), content, 0o644); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return saDir, []string{"KUBERNETES_SERVICE_HOST=" + NodeIP, fmt.Sprintf("KUBERNETES_SERVICE_PORT=%d", apiServerPort)}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// PlayKubeletPodStatus marks a Pod Running and Ready at ip, as kubelet would once its containers run.
+func (c *Cluster) PlayKubeletPodStatus(ctx context.Context, ns, name, ip string) error {
+	pod, err := c.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{
+		Phase:     corev1.PodRunning,
+		PodIP:     ip,
+		PodIPs:    []corev1.PodIP{{IP: ip}},
+		HostIP:    NodeIP,
+		StartTime: &now,
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		},
+	}
+	for _, ct := range pod.Spec.Containers {
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: ct.Name, Image: ct.Image, Ready: true, Started: ptrTo(true),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		})
+	}
+	if _, err := c.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("pod %s/%s status: %w", ns, name, err)
+	}
+	return nil
+}

@@ -64,6 +64,16 @@ func (p *Procs) StartInPod(name string, env []string, workdir, bin string, args 
 	return p.StartEnv(name, env, workdir, "ip", append([]string{"netns", "exec", podNetns, bin}, args...)...)
 }
 
+// StartInPodWithServiceAccount is StartInPod for a Pod that mounts its service account: in the
+// process's own mount namespace (ip netns exec makes one, private to it), a tmpfs on /run gets
+// the files of saDir at /var/run/secrets/kubernetes.io/serviceaccount, where client-go's
+// in-cluster config reads them. The host's /run is untouched.
+func (p *Procs) StartInPodWithServiceAccount(name string, env []string, workdir, saDir, bin string, args ...string) *Proc {
+	const script = `set -e; mount -t tmpfs -o size=1m tmpfs /run; d=/run/secrets/kubernetes.io/serviceaccount; ` +
+		`mkdir -p "$d"; cp "$1"/* "$d"/; shift; exec "$@"`
+	return p.StartEnv(name, env, workdir, "ip", append([]string{"netns", "exec", podNetns, "sh", "-c", script, "sh", saDir, bin}, args...)...)
+}
+
 // StartEnv runs bin with args and extra environment variables, in workdir when not empty.
 func (p *Procs) StartEnv(name string, env []string, workdir, bin string, args ...string) *Proc {
 	p.t.Helper()

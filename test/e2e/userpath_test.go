@@ -54,7 +54,19 @@ func TestUserPath(t *testing.T) {
 	}
 	requireEqual(t, "the bundle's Prometheus image tag (the e2e runs "+c.Versions.Prometheus+")", ImageTag(prom.Image), release)
 	relayProc := c.Procs.StartInPod("relay", relay.Env, podDir, relayBin, relay.Args...)
-	promProc := c.Procs.StartInPod("prometheus", prom.Env, podDir, promBin, prom.Args...)
+	promEnv := prom.Env
+	saDir := ""
+	if d.Spec.Template.Spec.AutomountServiceAccountToken != nil && *d.Spec.Template.Spec.AutomountServiceAccountToken {
+		var kenv []string
+		saDir, kenv = c.ServiceAccountDir(ctx, podDir, "opview", d.Spec.Template.Spec.ServiceAccountName)
+		promEnv = append(kenv, promEnv...)
+	}
+	var promProc *Proc
+	if saDir != "" {
+		promProc = c.Procs.StartInPodWithServiceAccount("prometheus", promEnv, podDir, saDir, promBin, prom.Args...)
+	} else {
+		promProc = c.Procs.StartInPod("prometheus", promEnv, podDir, promBin, prom.Args...)
+	}
 	podPorts := map[string]int32{}
 	for _, ct := range containers {
 		for n, p := range ct.Ports {
@@ -109,13 +121,70 @@ func TestUserPath(t *testing.T) {
 			"--to="+relayURL, "--job="+op.job, "--instance="+op.instance)
 	}
 
+	// A third one is a pull source of the relay (registered through the same entrypoint with the
+	// runtime API): the relay, in the pod namespace, scrapes it at the node's address.
+	pullJob, pullAddr := "sample-operator-pull", NodeIP+":8380"
+	pullProc := c.Procs.Start(pullJob, operatorBin, "--kubeconfig="+c.Kubeconfig, "--metrics-bind-address="+pullAddr,
+		"--metrics-secure=false", "--health-probe-bind-address=0", "--leader-elect=false")
+	WaitFor(t, pullJob+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, pullAddr) }, pullProc)
+	WaitFor(t, "registering the pull source through Traefik", time.Minute, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, relayURL+"/api/v1/sources/"+pullJob,
+			strings.NewReader(`{"url":"http://`+pullAddr+`/metrics"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("PUT source: HTTP %d", resp.StatusCode)
+		}
+		return nil
+	}, relayProc, tr.Proc)
+
+	// A fourth one stands for an in-cluster operator: a Pod annotated for scraping, whose status the
+	// test writes as kubelet would, found by Prometheus's pod discovery with the bundle's RBAC.
+	inJob, inNS, inAddr := "sample-operator-incluster", "e2e-incluster", NodeIP+":8480"
+	inProc := c.Procs.Start(inJob, operatorBin, "--kubeconfig="+c.Kubeconfig, "--metrics-bind-address="+inAddr,
+		"--metrics-secure=false", "--health-probe-bind-address=0", "--leader-elect=false")
+	if err := c.Apply(ctx, mustObjects(t, `
+apiVersion: v1
+kind: Namespace
+metadata: {name: `+inNS+`}
+---
+# Created by kube-controller-manager in a real cluster; the Pod's admission needs it.
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: `+inNS+`}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: `+inJob+`
+  namespace: `+inNS+`
+  labels: {app.kubernetes.io/name: `+inJob+`}
+  annotations: {prometheus.io/scrape: "true", prometheus.io/port: "8480"}
+spec:
+  containers: [{name: manager, image: example.com/sample-operator:e2e}]
+`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PlayKubeletPodStatus(ctx, inNS, inJob, NodeIP); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, inJob+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, inAddr) }, inProc)
+
 	// 5. Through the Host route: basic auth enforced, both operators' metrics with their labels.
 	code, _, err := HTTPGet(ctx, nil, g.Base+"/api/v1/query?query=up", promHost, nil)
 	if err != nil || code != http.StatusUnauthorized {
 		t.Fatalf("Prometheus route without credentials: HTTP %d (%v), want 401", code, err)
 	}
-	for _, op := range ops {
+	for _, op := range append(ops, operator{pullJob, pullAddr, ""}) {
 		q := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q,instance=%q}`, op.job, op.instance)
+		watch := []*Proc{promProc, relayProc, tr.Proc}
+		if f := forwarders[op.job]; f != nil {
+			watch = append(watch, f)
+		}
 		WaitFor(t, q+" through Traefik", 3*time.Minute, func(ctx context.Context) error {
 			res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, q)
 			if err != nil {
@@ -125,8 +194,20 @@ func TestUserPath(t *testing.T) {
 				return fmt.Errorf("no series yet")
 			}
 			return nil
-		}, promProc, relayProc, tr.Proc, forwarders[op.job])
+		}, watch...)
 	}
+
+	inQuery := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q,namespace=%q,pod=%q}`, inJob, inNS, inJob)
+	WaitFor(t, inQuery+" (pod discovery with the bundle's service account)", 3*time.Minute, func(ctx context.Context) error {
+		res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, inQuery)
+		if err != nil {
+			return err
+		}
+		if len(res) == 0 {
+			return fmt.Errorf("no series yet")
+		}
+		return nil
+	}, promProc, tr.Proc, inProc)
 
 	// Every query of every generated dashboard panel returns data.
 	queries, vars, err := LoadDashboards(filepath.Join(RepoRoot(), "dashboards"))

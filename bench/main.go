@@ -58,6 +58,7 @@ type config struct {
 	maxSeries                 int
 	outJSON, outDoc           string
 	command                   string
+	relayEnv                  string
 }
 
 func main() {
@@ -78,6 +79,7 @@ func main() {
 	flag.IntVar(&cfg.scrapeMax, "scrape-max", 15, "most scrapes measured per server, format and N")
 	flag.DurationVar(&cfg.pgwFillBudget, "pushgateway-fill-budget", 5*time.Minute, "total time allowed to fill Pushgateway with groups; levels not reached in time are reported as such")
 	flag.IntVar(&cfg.maxSeries, "relay-max-series", 5000, "the relay's --group.max-series")
+	flag.StringVar(&cfg.relayEnv, "relay-env", "", "extra environment of the relay process, NAME=VALUE (e.g. GOGC=25)")
 	flag.StringVar(&cfg.outJSON, "json", "bench/results.json", "results file (empty: don't write)")
 	flag.StringVar(&cfg.outDoc, "doc", "docs/benchmarks.md", "document whose results section is rewritten (empty: don't write)")
 	flag.Parse()
@@ -166,13 +168,14 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func start(ctx context.Context, name string, logFile string, argv func(addr string) []string) (*server, error) {
+func start(ctx context.Context, name string, logFile string, env []string, argv func(addr string) []string) (*server, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	args := argv(addr)
 	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
 	lf, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
@@ -471,6 +474,7 @@ type Results struct {
 		ScrapesMax            int     `json:"scrapes_max"`
 		PushgatewayFillBudget float64 `json:"pushgateway_fill_budget_seconds"`
 		RelayArgs             string  `json:"relay_args"`
+		RelayEnv              string  `json:"relay_env,omitempty"`
 		PushgatewayArgs       string  `json:"pushgateway_args"`
 	} `json:"settings"`
 	IdleRSS map[string]int64 `json:"idle_rss_bytes"`
@@ -536,8 +540,8 @@ func run(ctx context.Context, cfg config) (*Results, error) {
 	s.Concurrency, s.PushSecondsMax, s.PushesMax = cfg.concurrency, cfg.pushTime.Seconds(), cfg.pushMax
 	s.ScrapeSecondsMax, s.ScrapesMax, s.PushgatewayFillBudget = cfg.scrapeTime.Seconds(), cfg.scrapeMax, cfg.pgwFillBudget.Seconds()
 	relayArgs := []string{"--group.ttl=0", fmt.Sprintf("--group.max-series=%d", cfg.maxSeries), fmt.Sprintf("--store.max-groups=%d", max(1000, cfg.levels[len(cfg.levels)-1])), "--log.level=warn"}
-	pgwArgs := []string{"--log.level=warn"}
-	s.RelayArgs, s.PushgatewayArgs = strings.Join(relayArgs, " "), strings.Join(pgwArgs, " ")
+	pgwArgs := []string{"--persistence.file=", "--log.level=warn"} // memory only, like the relay; Debian defaults to a file
+	s.RelayArgs, s.PushgatewayArgs, s.RelayEnv = strings.Join(relayArgs, " "), strings.Join(pgwArgs, " "), cfg.relayEnv
 
 	if err := os.MkdirAll("bench/out", 0o755); err != nil {
 		return nil, err
@@ -546,21 +550,25 @@ func run(ctx context.Context, cfg config) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	relay, err := start(ctx, "opview-relay", "bench/out/relay.log", func(addr string) []string {
+	var relayEnv []string
+	if cfg.relayEnv != "" {
+		relayEnv = []string{cfg.relayEnv}
+	}
+	relay, err := start(ctx, "opview-relay", "bench/out/relay.log", relayEnv, func(addr string) []string {
 		return append([]string{cfg.relayBin, "serve", "--web.listen-address=" + addr}, relayArgs...)
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer relay.stop()
-	pgw, err := start(ctx, "pushgateway", "bench/out/pushgateway.log", func(addr string) []string {
+	pgw, err := start(ctx, "pushgateway", "bench/out/pushgateway.log", nil, func(addr string) []string {
 		return append([]string{cfg.pgwBin, "--web.listen-address=" + addr}, pgwArgs...)
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer pgw.stop()
-	bareSrv, err := start(ctx, "bare", "bench/out/bare.log", func(addr string) []string {
+	bareSrv, err := start(ctx, "bare", "bench/out/bare.log", nil, func(addr string) []string {
 		return []string{self, "bare", "-listen", addr}
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
@@ -65,6 +66,9 @@ type part struct {
 // modified.
 func Prepare(key Key, families []*dto.MetricFamily, maxSeries int) (*Push, error) {
 	p := &Push{Key: key}
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	sc.setKey(key)
 	seen := make(map[string]bool, len(families))
 	for _, mf := range families {
 		if len(mf.GetMetric()) == 0 {
@@ -75,7 +79,7 @@ func Prepare(key Key, families []*dto.MetricFamily, maxSeries int) (*Push, error
 			return nil, invalid("metric family %q appears twice in the push", name)
 		}
 		seen[name] = true
-		pt, err := preparePart(key, mf)
+		pt, err := sc.preparePart(key, mf)
 		if err != nil {
 			return nil, err
 		}
@@ -86,10 +90,72 @@ func Prepare(key Key, families []*dto.MetricFamily, maxSeries int) (*Push, error
 		p.families = append(p.families, pt)
 	}
 	sort.Slice(p.families, func(i, j int) bool { return p.families[i].name < p.families[j].name })
+	p.pack()
 	return p, nil
 }
 
-func preparePart(key Key, mf *dto.MetricFamily) (*part, error) {
+// pack moves the rendered bytes of every part into one allocation: a group's samples are one
+// pointer-free block for the garbage collector instead of two small objects per family.
+func (p *Push) pack() {
+	n := 0
+	for _, pt := range p.families {
+		n += len(pt.text) + len(pt.proto)
+	}
+	block := make([]byte, 0, n)
+	for _, pt := range p.families {
+		for _, b := range []*[]byte{&pt.text, &pt.proto} {
+			start := len(block)
+			block = append(block, *b...)
+			*b = block[start:len(block):len(block)]
+		}
+	}
+}
+
+// scratch holds what rendering a push needs only while it runs, reused across pushes so that
+// a push leaves little garbage besides its rendered bytes.
+type scratch struct {
+	keyPairs []*dto.LabelPair // the grouping labels, plus instance="" when the key has none
+	noInst   bool             // the key has no instance label
+	labels   []*dto.LabelPair // merged labels of the family's metrics, sub-sliced per metric
+	metrics  []*dto.Metric
+	out      dto.MetricFamily
+	seen     map[uint64]struct{}
+	text     bytes.Buffer
+	proto    []byte
+	msg      []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{seen: map[uint64]struct{}{}} }}
+
+func (sc *scratch) release() {
+	clear(sc.keyPairs)
+	sc.keyPairs = sc.keyPairs[:0]
+	clear(sc.labels[:cap(sc.labels)])
+	sc.labels = sc.labels[:0]
+	for _, m := range sc.metrics {
+		*m = dto.Metric{}
+	}
+	sc.out = dto.MetricFamily{}
+	clear(sc.seen)
+	// Keep buffers of ordinary size only: one huge push must not stay in memory.
+	if sc.text.Cap() > 4<<20 {
+		sc.text = bytes.Buffer{}
+	}
+	if cap(sc.proto) > 4<<20 {
+		sc.proto = nil
+	}
+	scratchPool.Put(sc)
+}
+
+func (sc *scratch) setKey(key Key) {
+	for _, l := range key.labels {
+		sc.keyPairs = append(sc.keyPairs, &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)})
+	}
+	_, hasInst := key.Get(model.InstanceLabel)
+	sc.noInst = !hasInst
+}
+
+func (sc *scratch) preparePart(key Key, mf *dto.MetricFamily) (*part, error) {
 	name := mf.GetName()
 	if !model.LegacyValidation.IsValidMetricName(name) {
 		return nil, invalid("metric name %q is invalid (want [a-zA-Z_:][a-zA-Z0-9_:]*)", name)
@@ -106,10 +172,22 @@ func preparePart(key Key, mf *dto.MetricFamily) (*part, error) {
 	default:
 		return nil, invalid("metric family %q: type %s is not supported", name, typ)
 	}
-	pt := &part{name: name, typ: typ, help: mf.GetHelp()}
-	out := &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: make([]*dto.Metric, 0, len(mf.Metric))}
-	seen := make(map[uint64]bool, len(mf.Metric))
+	pt := &part{name: name, typ: typ, help: mf.GetHelp(), hashes: make([]uint64, 0, len(mf.Metric))}
+	// Every metric's merged labels live in one slice, sized once for the family.
+	need := 0
 	for _, m := range mf.Metric {
+		need += len(m.GetLabel()) + len(sc.keyPairs) + 1
+	}
+	if cap(sc.labels) < need {
+		sc.labels = make([]*dto.LabelPair, 0, need)
+	}
+	sc.labels = sc.labels[:0]
+	for len(sc.metrics) < len(mf.Metric) {
+		sc.metrics = append(sc.metrics, &dto.Metric{})
+	}
+	clear(sc.seen)
+	sc.proto = sc.proto[:0]
+	for i, m := range mf.Metric {
 		if m == nil {
 			return nil, invalid("metric family %q: empty metric", name)
 		}
@@ -119,38 +197,44 @@ func preparePart(key Key, mf *dto.MetricFamily) (*part, error) {
 		if err := checkValueMatchesType(name, typ, m); err != nil {
 			return nil, err
 		}
-		labels, err := mergeLabels(key, name, typ, m.Label)
+		start := len(sc.labels)
+		var err error
+		sc.labels, err = appendMergedLabels(sc.labels, key, sc.keyPairs, sc.noInst, name, typ, m.Label)
 		if err != nil {
 			return nil, err
 		}
+		labels := sc.labels[start:len(sc.labels):len(sc.labels)]
 		h := hashSeries(name, labels)
-		if seen[h] {
+		if _, dup := sc.seen[h]; dup {
 			return nil, invalid("metric family %q: duplicate series %s", name, seriesString(name, labels))
 		}
-		seen[h] = true
+		sc.seen[h] = struct{}{}
 		pt.hashes = append(pt.hashes, h)
 		pt.series += seriesCount(typ, m)
 
-		cm := &dto.Metric{Label: labels, Gauge: m.Gauge, Counter: m.Counter, Summary: m.Summary, Untyped: m.Untyped, Histogram: m.Histogram}
-		out.Metric = append(out.Metric, cm)
-		b, err := proto.Marshal(cm)
+		cm := sc.metrics[i]
+		cm.Label, cm.Gauge, cm.Counter, cm.Summary, cm.Untyped, cm.Histogram = labels, m.Gauge, m.Counter, m.Summary, m.Untyped, m.Histogram
+		sc.msg, err = marshalOpts.MarshalAppend(sc.msg[:0], cm)
 		if err != nil {
 			return nil, invalid("metric family %q: %v", name, err)
 		}
-		pt.proto = protowire.AppendTag(pt.proto, 4, protowire.BytesType)
-		pt.proto = protowire.AppendBytes(pt.proto, b)
+		sc.proto = protowire.AppendTag(sc.proto, 4, protowire.BytesType)
+		sc.proto = protowire.AppendBytes(sc.proto, sc.msg)
 	}
-	var buf bytes.Buffer
-	if _, err := expfmt.MetricFamilyToText(&buf, out); err != nil {
+	sc.out.Name, sc.out.Type, sc.out.Metric = mf.Name, mf.Type, sc.metrics[:len(mf.Metric)]
+	sc.text.Reset()
+	if _, err := expfmt.MetricFamilyToText(&sc.text, &sc.out); err != nil {
 		return nil, invalid("metric family %q: %v", name, err)
 	}
 	// MetricFamilyToText wrote "# TYPE ..." first (no HELP: out.Help is nil); the store writes
 	// one header per family for all groups, so keep only the sample lines.
-	text := buf.Bytes()
+	text := sc.text.Bytes()
 	if i := bytes.IndexByte(text, '\n'); i >= 0 {
 		text = text[i+1:]
 	}
+	// Stored bytes are exact copies, packed into one block by Push.pack.
 	pt.text = bytes.Clone(text)
+	pt.proto = bytes.Clone(sc.proto)
 	return pt, nil
 }
 
@@ -181,17 +265,29 @@ func checkValueMatchesType(name string, typ dto.MetricType, m *dto.Metric) error
 // added when neither has an instance (so that Prometheus's honor_labels keeps it empty rather
 // than the relay's own address, as with Pushgateway).
 func mergeLabels(key Key, name string, typ dto.MetricType, body []*dto.LabelPair) ([]*dto.LabelPair, error) {
-	out := make([]*dto.LabelPair, 0, len(body)+len(key.labels)+1)
-	names := make(map[string]bool, len(body))
-	for _, lp := range body {
+	sc := scratch{}
+	sc.setKey(key)
+	return appendMergedLabels(nil, key, sc.keyPairs, sc.noInst, name, typ, body)
+}
+
+// appendMergedLabels appends what mergeLabels returns to dst. keyPairs are the key's labels as
+// LabelPairs (shared, never modified); noInst tells that the key has no instance label.
+func appendMergedLabels(dst []*dto.LabelPair, key Key, keyPairs []*dto.LabelPair, noInst bool, name string, typ dto.MetricType, body []*dto.LabelPair) ([]*dto.LabelPair, error) {
+	start := len(dst)
+	bodyInst := false
+	for i, lp := range body {
 		n, v := lp.GetName(), lp.GetValue()
 		if err := checkLabelName(n); err != nil {
 			return nil, invalid("metric family %q: %v", name, err)
 		}
-		if names[n] {
-			return nil, invalid("metric family %q: label %q appears twice in one series", name, n)
+		for _, prev := range body[:i] {
+			if prev.GetName() == n {
+				return nil, invalid("metric family %q: label %q appears twice in one series", name, n)
+			}
 		}
-		names[n] = true
+		if n == model.InstanceLabel {
+			bodyInst = true
+		}
 		if !utf8.ValidString(v) {
 			return nil, invalid("metric family %q: value of label %q is not valid UTF-8", name, n)
 		}
@@ -204,17 +300,19 @@ func mergeLabels(key Key, name string, typ dto.MetricType, body []*dto.LabelPair
 			}
 			continue // same value: the grouping label below carries it
 		}
-		out = append(out, lp)
+		dst = append(dst, lp)
 	}
-	for _, l := range key.labels {
-		out = append(out, &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)})
+	dst = append(dst, keyPairs...)
+	if noInst && !bodyInst {
+		dst = append(dst, emptyInstance)
 	}
-	if _, ok := key.Get(model.InstanceLabel); !ok && !names[model.InstanceLabel] {
-		out = append(out, &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
-	return out, nil
+	slices.SortFunc(dst[start:], func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return dst, nil
 }
+
+// emptyInstance is the instance="" label of series pushed without an instance; shared, never
+// modified.
+var emptyInstance = &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")}
 
 func hashSeries(name string, labels []*dto.LabelPair) uint64 {
 	var h maphash.Hash

@@ -253,6 +253,13 @@ func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 		*f = *newFamily(pt.name, pt.typ, pt.help)
 		f.parts = parts
 	}
+	// Share the family's strings: the push's copies (from decoding its body) can be freed.
+	if pt.name == f.name {
+		pt.name = f.name
+	}
+	if pt.help == f.help {
+		pt.help = f.help
+	}
 	if i, ok := f.find(g); ok {
 		g.series -= f.parts[i].pt.series
 		f.parts[i].pt = pt

@@ -130,7 +130,8 @@ func StartCluster(t *testing.T) *Cluster {
 		t.Fatal(err)
 	}
 	kp := c.Procs.Start("kine", kine,
-		"--endpoint=sqlite://"+filepath.Join(dir, "kine", "state.db"),
+		// kine's own default parameters (it adds none to a DSN given here), minus what modernc ignores.
+		"--endpoint=sqlite://"+filepath.Join(dir, "kine", "state.db")+"?_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate",
 		"--listen-address="+kineAddr,
 		"--metrics-bind-address=127.0.0.1:2381")
 	WaitFor(t, "kine to listen on "+kineAddr, time.Minute, func(ctx context.Context) error { return DialOK(ctx, kineAddr) }, kp)

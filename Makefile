@@ -11,9 +11,9 @@ LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
                -X github.com/prometheus/common/version.Revision=$(shell git rev-parse --short HEAD 2>/dev/null)
 # Tools are pinned here and run with `go run pkg@version`, so nothing needs installing by hand.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-# Modules of the repository: the root (relay, dashboards generator, examples) and test/, which holds
+# Modules of the repository: the root (relay, dashboards generator), examples/ (sample operator) and test/, which holds
 # the checks that need github.com/prometheus/prometheus or real binaries (kept out of the root module).
-MODULES     := . test
+MODULES     := . examples test
 
 .PHONY: help
 help: ## Show this help.
@@ -121,3 +121,33 @@ clean: ## Remove build outputs (not the e2e binary cache; see clean-cache).
 .PHONY: clean-cache
 clean-cache: ## Remove the cache of real binaries built for make e2e and make bench.
 	rm -rf .cache
+
+# make bench: opview-relay side by side with Pushgateway (Debian package prometheus-pushgateway) on
+# a captured controller-runtime payload; see docs/benchmarks.md. BENCH_ARGS go to bench/main.go
+# (e.g. BENCH_ARGS='-n 1,10' for a quick run).
+PUSHGATEWAY ?= prometheus-pushgateway
+BENCH_ARGS  ?=
+BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+GOBENCH     := $(GO) test ./exporter/store ./exporter/api -run '^$$' -bench . -benchmem -count 6 -benchtime 50x
+
+.PHONY: bench
+bench: build bench-go ## Relay vs Pushgateway side by side (~12 min): docs/benchmarks.md, bench/results.json.
+	@command -v $(PUSHGATEWAY) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y prometheus-pushgateway || { apt-get update && apt-get install -y prometheus-pushgateway; }; \
+	  else echo "make bench needs Pushgateway: apt-get install prometheus-pushgateway (or PUSHGATEWAY=/path/to/it)"; exit 1; fi; }
+	$(GO) build -o $(BIN)/opview-bench ./bench
+	./$(BIN)/opview-bench -relay $(RELAY) -pushgateway $(PUSHGATEWAY) -benchstat bench/benchstat.txt $(BENCH_ARGS)
+
+.PHONY: bench-go
+bench-go: ## Go benchmarks (scrape, prepare, apply, HTTP vs bare bytes) through benchstat: bench/gobench.txt, bench/benchstat.txt.
+	$(GOBENCH) > bench/gobench.txt
+	{ echo '$$ benchstat -filter pkg:github.com/opview/opview/exporter/store bench/gobench-before.txt bench/gobench.txt   # store: before and after the optimisations'; \
+	  $(GO) run $(BENCHSTAT) -filter 'pkg:github.com/opview/opview/exporter/store' bench/gobench-before.txt bench/gobench.txt; echo; \
+	  echo '$$ benchstat -col /server -filter ".name:MetricsHTTP .unit:sec/op" bench/gobench.txt   # /metrics over HTTP: relay vs the same bytes from a bare handler'; \
+	  $(GO) run $(BENCHSTAT) -col /server -filter '.name:MetricsHTTP .unit:sec/op' bench/gobench.txt; } > bench/benchstat.txt
+	@cat bench/benchstat.txt
+
+.PHONY: bench-payload
+bench-payload: ## Recapture bench/testdata/controller-runtime.prom from a real controller-runtime manager.
+	cd examples && $(GO) run ./benchpayload -out ../bench/testdata/controller-runtime.prom

@@ -59,6 +59,7 @@ type config struct {
 	outJSON, outDoc           string
 	command                   string
 	relayEnv                  string
+	benchstat                 string
 }
 
 func main() {
@@ -80,6 +81,7 @@ func main() {
 	flag.DurationVar(&cfg.pgwFillBudget, "pushgateway-fill-budget", 5*time.Minute, "total time allowed to fill Pushgateway with groups; levels not reached in time are reported as such")
 	flag.IntVar(&cfg.maxSeries, "relay-max-series", 5000, "the relay's --group.max-series")
 	flag.StringVar(&cfg.relayEnv, "relay-env", "", "extra environment of the relay process, NAME=VALUE (e.g. GOGC=25)")
+	flag.StringVar(&cfg.benchstat, "benchstat", "", "benchstat output (make bench-go) to put in the document's Go benchmarks section")
 	flag.StringVar(&cfg.outJSON, "json", "bench/results.json", "results file (empty: don't write)")
 	flag.StringVar(&cfg.outDoc, "doc", "docs/benchmarks.md", "document whose results section is rewritten (empty: don't write)")
 	flag.Parse()
@@ -106,7 +108,7 @@ func main() {
 		log.Printf("wrote %s", cfg.outJSON)
 	}
 	if cfg.outDoc != "" {
-		if err := writeDoc(cfg.outDoc, res); err != nil {
+		if err := writeDoc(cfg.outDoc, res, cfg.benchstat); err != nil {
 			log.Fatal(err)
 		}
 		log.Printf("wrote the results section of %s", cfg.outDoc)

@@ -7,27 +7,47 @@ import (
 	"strings"
 )
 
+// Sections of docs/benchmarks.md that make bench rewrites; the rest of the document is kept.
 const (
-	beginMarker = "<!-- bench:results:begin (written by make bench) -->"
-	endMarker   = "<!-- bench:results:end -->"
+	beginMarker     = "<!-- bench:results:begin (written by make bench) -->"
+	endMarker       = "<!-- bench:results:end -->"
+	beginStatMarker = "<!-- bench:benchstat:begin (written by make bench) -->"
+	endStatMarker   = "<!-- bench:benchstat:end -->"
 )
 
-// writeDoc replaces the results section of the document (between the markers) and keeps the rest.
-func writeDoc(path string, res *Results) error {
-	old, err := os.ReadFile(path)
+// writeDoc replaces the results section of the document with res and, when benchstatFile is
+// set, the Go benchmarks section with that file.
+func writeDoc(path string, res *Results, benchstatFile string) error {
+	doc, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("results document: %w", err)
 	}
-	i, j := bytes.Index(old, []byte(beginMarker)), bytes.Index(old, []byte(endMarker))
+	if doc, err = replaceSection(path, doc, beginMarker, endMarker, renderResults(res)); err != nil {
+		return err
+	}
+	if benchstatFile != "" {
+		stat, err := os.ReadFile(benchstatFile)
+		if err != nil {
+			return fmt.Errorf("-benchstat: %w", err)
+		}
+		if doc, err = replaceSection(path, doc, beginStatMarker, endStatMarker, "```\n"+string(stat)+"```\n"); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, doc, 0o644)
+}
+
+func replaceSection(path string, doc []byte, begin, end, content string) ([]byte, error) {
+	i, j := bytes.Index(doc, []byte(begin)), bytes.Index(doc, []byte(end))
 	if i < 0 || j < i {
-		return fmt.Errorf("%s: no results section (want the lines %q and %q)", path, beginMarker, endMarker)
+		return nil, fmt.Errorf("%s: no section between the lines %q and %q", path, begin, end)
 	}
 	var b bytes.Buffer
-	b.Write(old[:i+len(beginMarker)])
+	b.Write(doc[:i+len(begin)])
 	b.WriteString("\n")
-	b.WriteString(renderResults(res))
-	b.Write(old[j:])
-	return os.WriteFile(path, b.Bytes(), 0o644)
+	b.WriteString(content)
+	b.Write(doc[j:])
+	return b.Bytes(), nil
 }
 
 func ms(s float64) string {

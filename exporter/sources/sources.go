@@ -159,7 +159,9 @@ func newSource(name string, spec Spec, origin string) (*source, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("url %q: want http://host:port/metrics or https://host:port/metrics", spec.URL)
 	}
-	t := forward.Target{URL: spec.URL, Timeout: min(time.Duration(spec.Interval), 10*time.Second)}
+	// A scrape may take longer than a short interval (ticks are skipped meanwhile); 10s is
+	// Prometheus's default scrape timeout.
+	t := forward.Target{URL: spec.URL, Timeout: 10 * time.Second}
 	if a := spec.Auth; a != nil {
 		t.BearerToken, t.BearerTokenFile = a.BearerToken, a.BearerTokenFile
 		t.Username, t.Password = a.Username, a.Password

@@ -13,7 +13,7 @@ import (
 func forwardCommand(app *kingpin.Application) command {
 	cmd := app.Command("forward", `Scrape an operator's metrics endpoint and push it to a relay, until interrupted; then delete the group.
 
-Plain HTTP (kubebuilder: make run ARGS="--metrics-bind-address=:8080 --metrics-secure=false"):
+Plain HTTP (kubebuilder: go run ./cmd/main.go --metrics-bind-address=:8080 --metrics-secure=false):
   opview-relay forward --from http://localhost:8080/metrics --to http://<relay>:9091 --job my-operator
 Secure metrics (the kubebuilder default, HTTPS on :8443 with a self-signed certificate and a token):
   kubectl create token <service-account> -n <namespace> > /tmp/metrics-token

@@ -89,6 +89,10 @@ secret: ## Generate the Grafana admin and Prometheus basic-auth credentials (git
 fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).
 	$(GO) test ./exporter/ingest -run '^$$' -fuzz FuzzParsePush -fuzztime $${FUZZTIME:-30s}
 
+.PHONY: fuzz-persistence
+fuzz-persistence: ## Fuzz the persistence-file decoder for FUZZTIME (default 30s); seeds in exporter/persist/testdata/fuzz.
+	$(GO) test ./exporter/persist -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s}
+
 # --- e2e: real binaries at the versions pinned in test/e2e/tools/versions.env (the one place that
 # defines them; the e2e Go code reads it too). Built once into the git-ignored .cache/e2e/bin/<name>-<version>/.
 include test/e2e/tools/versions.env

@@ -86,6 +86,7 @@ metadata:
   name: e2e-harness
   labels:
     pod-security.kubernetes.io/enforce: restricted
+    pod-security.kubernetes.io/warn: restricted
 ---
 apiVersion: v1
 kind: Service

@@ -182,8 +182,9 @@ func (p *plan) keep(b []byte) {
 // the HTTP layer sets Content-Length from it.
 type SizeHinter interface{ SizeHint(n int64) }
 
-// writeBufferSize is the copy buffer of a scrape: few large writes to the connection.
-const writeBufferSize = 256 << 10
+// writeBufferSize is the copy buffer of a scrape: few large writes to the connection (fewer
+// wake-ups of the scraper; 1 MiB measured closer to the bare-bytes limit than 64 KiB or 256 KiB).
+const writeBufferSize = 1 << 20
 
 func (p *plan) writeTo(w io.Writer) error {
 	if sh, ok := w.(SizeHinter); ok {

@@ -247,7 +247,9 @@ func (f *Forwarder) once(ctx context.Context) error {
 		return &Error{Side: SideRelay, Err: err}
 	}
 	p.Gatherer(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return fams, nil }))
-	return d.classify(p.PushContext(ctx))
+	// Not cancelled with ctx (the client's timeout bounds it): a push cancelled on our side may
+	// still be applied by the relay after Run's final delete, bringing the group back.
+	return d.classify(p.PushContext(context.WithoutCancel(ctx)))
 }
 
 // DeleteGroup removes the forwarder's group from the relay.

@@ -98,7 +98,10 @@ func (p *Pusher) Start(ctx context.Context) error {
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
 	for {
-		p.record(ctx, p.PushOnce(ctx))
+		// The push is not cancelled with ctx: a push cancelled on the client may still reach the
+		// relay after the final delete and bring the group back. It is bounded by the client's
+		// timeout instead, and the delete below waits for it.
+		p.record(ctx, p.PushOnce(context.WithoutCancel(ctx)))
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

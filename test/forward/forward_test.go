@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +47,7 @@ import (
 // operator is a controller-runtime manager with one running controller fed by a channel (no API
 // server needed) and its metrics server, which serves controller-runtime's metrics.Registry.
 type operator struct {
+	name       string // the controller's name, unique in the process (-count=N reruns)
 	mgr        manager.Manager
 	events     chan event.TypedGenericEvent[string]
 	reconciled atomic.Int64
@@ -55,12 +58,17 @@ type operator struct {
 
 const metricsToken = "operator-metrics-token"
 
+var runs atomic.Int64
+
 // startOperator starts a manager whose controller is named controllerName. With secure, the
 // metrics server serves HTTPS with the self-signed certificate controller-runtime generates and a
 // FilterProvider that accepts only "Authorization: Bearer <metricsToken>" (kubebuilder's secure
 // mode checks tokens with the API server instead; the wire protocol is the same).
 func startOperator(t *testing.T, controllerName string, secure bool, extra ...manager.Runnable) *operator {
 	t.Helper()
+	// controller-runtime refuses a controller name used before in the process, and its metrics
+	// registry is global: make the name unique per run.
+	controllerName = fmt.Sprintf("%s-%d", controllerName, runs.Add(1))
 	cfg := &rest.Config{Host: "http://127.0.0.1:1"} // never dialled: no informers, no leader election
 	opts := metricsserver.Options{BindAddress: "127.0.0.1:0", SecureServing: secure}
 	if secure {
@@ -91,7 +99,7 @@ func startOperator(t *testing.T, controllerName string, secure bool, extra ...ma
 	if err := mgr.Add(srv); err != nil {
 		t.Fatal(err)
 	}
-	o := &operator{mgr: mgr, events: make(chan event.TypedGenericEvent[string], 100), server: srv.(interface{ GetBindAddr() string })}
+	o := &operator{name: controllerName, mgr: mgr, events: make(chan event.TypedGenericEvent[string], 100), server: srv.(interface{ GetBindAddr() string })}
 	enqueue := handler.TypedFuncs[string, reconcile.Request]{
 		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[string], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			q.Add(reconcile.Request{})
@@ -278,9 +286,9 @@ func TestForwardPlainHTTP(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
 	group := map[string]string{"job": "widget-operator", "instance": "laptop"}
-	checkOperatorSeries(t, relayURL, "plain-widgets", group, 3)
+	checkOperatorSeries(t, relayURL, op.name, group, 3)
 	op.reconcile(t, 2)
-	checkOperatorSeries(t, relayURL, "plain-widgets", group, 5)
+	checkOperatorSeries(t, relayURL, op.name, group, 5)
 
 	cancel()
 	if err := <-done; err != nil {
@@ -335,7 +343,7 @@ func TestForwardHTTPSWithBearerToken(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go f.Run(ctx)
-	checkOperatorSeries(t, relayURL, "secure-widgets", map[string]string{"job": "secure-operator", "instance": "laptop"}, 3)
+	checkOperatorSeries(t, relayURL, op.name, map[string]string{"job": "secure-operator", "instance": "laptop"}, 3)
 }
 
 // The relay scrapes the operator as a pull source; when the operator stops, the source is
@@ -347,7 +355,7 @@ func TestPullSourceFromController(t *testing.T) {
 		Sources: map[string]sources.Spec{"lan-operator": {URL: op.URL(false), Interval: sources.Duration(50 * time.Millisecond)}},
 	})
 	group := map[string]string{"job": "lan-operator", "instance": op.server.GetBindAddr()}
-	checkOperatorSeries(t, relayURL, "pulled-widgets", group, 3)
+	checkOperatorSeries(t, relayURL, op.name, group, 3)
 	if v, ok := relayValue(t, relayURL, sources.MetricUp, group); !ok || v != 1 {
 		resp, err := http.Get(relayURL + sources.APIPath)
 		var detail []byte
@@ -373,14 +381,30 @@ func TestPullSourceFromController(t *testing.T) {
 // when the manager stops.
 func TestPusherInManager(t *testing.T) {
 	r, relayURL := startRelay(t, relay.Config{GroupTTL: time.Minute})
-	p, err := pusher.New(pusher.Config{URL: relayURL, Job: "pushing-operator", Instance: "pod-0", Gatherer: metrics.Registry, Interval: 50 * time.Millisecond})
+	var logs strings.Builder
+	var logMu sync.Mutex
+	p, err := pusher.New(pusher.Config{URL: relayURL, Job: "pushing-operator", Instance: "pod-0", Gatherer: metrics.Registry, Interval: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	op := startOperator(t, "pushed-widgets", false, p)
-	checkOperatorSeries(t, relayURL, "pushed-widgets", map[string]string{"job": "pushing-operator", "instance": "pod-0"}, 3)
+	checkOperatorSeries(t, relayURL, op.name, map[string]string{"job": "pushing-operator", "instance": "pod-0"}, 3)
 	op.Stop(t)
 	if gs := r.Store.Groups(); len(gs) != 0 {
-		t.Fatalf("group left after the manager stopped: %v", gs)
+		logMu.Lock()
+		defer logMu.Unlock()
+		t.Fatalf("group left after the manager stopped: %v; pusher log:\n%s", gs, logs.String())
 	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -62,11 +62,16 @@ func RenderBundle(t *testing.T, dir string) *Bundle {
 		}
 		var objs []*unstructured.Unstructured
 		for _, r := range rm.Resources() {
-			m, err := r.Map()
+			// Through JSON, so numbers are int64/float64 as in objects decoded from the API.
+			j, err := r.MarshalJSON()
 			if err != nil {
 				t.Fatalf("kustomize build %s: %v", path, err)
 			}
-			objs = append(objs, &unstructured.Unstructured{Object: m})
+			o := &unstructured.Unstructured{}
+			if err := o.UnmarshalJSON(j); err != nil {
+				t.Fatalf("kustomize build %s: %v", path, err)
+			}
+			objs = append(objs, o)
 		}
 		return objs
 	}

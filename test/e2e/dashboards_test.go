@@ -143,7 +143,9 @@ func (g *Grafana) ResolveVariables(ctx context.Context, vars []Variable) (map[st
 		sort.Strings(r.Data)
 		quoted := make([]string, len(r.Data))
 		for i, s := range r.Data {
-			quoted[i] = regexp.QuoteMeta(s)
+			// As Grafana formats a multi-value variable for Prometheus: regex-escaped, and the
+			// backslashes doubled for the PromQL string literal.
+			quoted[i] = strings.ReplaceAll(regexp.QuoteMeta(s), `\`, `\\`)
 		}
 		values[v.Name] = "(" + strings.Join(quoted, "|") + ")"
 	}

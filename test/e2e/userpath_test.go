@@ -32,11 +32,14 @@ func TestUserPath(t *testing.T) {
 
 	// 1. Apply the rendered bundle: every object accepted with strict field validation, no warning.
 	b := RenderBundle(t, c.Dir)
-	for name, objs := range map[string][]*unstructured.Unstructured{
-		"deploy/k3s": b.K3s, "deploy/traefik": b.Routes, "deploy/traefik/traefik-config.yaml": {b.TraefikConfig},
+	for _, step := range []struct {
+		name string
+		objs []*unstructured.Unstructured
+	}{
+		{"deploy/k3s", b.K3s}, {"deploy/traefik", b.Routes}, {"deploy/traefik/traefik-config.yaml", []*unstructured.Unstructured{b.TraefikConfig}},
 	} {
-		if err := c.Apply(ctx, objs); err != nil {
-			t.Fatalf("%s: %v", name, err)
+		if err := c.Apply(ctx, step.objs); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
 		}
 	}
 	t.Logf("applied %d + %d objects and the HelmChartConfig: no rejection, no warning", len(b.K3s), len(b.Routes))

@@ -165,10 +165,14 @@ func WaitFor(t *testing.T, what string, timeout time.Duration, cond func(ctx con
 	var last error
 	for {
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-		last = cond(cctx)
+		err := cond(cctx)
 		ccancel()
-		if last == nil {
+		if err == nil {
 			return
+		}
+		// Keep the last real failure, not the one the final deadline cut short.
+		if last == nil || ctx.Err() == nil {
+			last = err
 		}
 		for _, pr := range watch {
 			if exited, err := pr.Exited(); exited {

@@ -15,6 +15,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/opview/opview/exporter/internal/promtest"
 )
 
 // live is a relay served on a real listener with its background loops running.
@@ -106,32 +108,7 @@ func metricsOf(t *testing.T, url string) map[string]*dto.MetricFamily {
 
 // sampleValue finds the sample of name whose labels include want.
 func sampleValue(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	mf := fams[name]
-	if mf == nil {
-		return 0, false
-	}
-next:
-	for _, m := range mf.Metric {
-		got := map[string]string{}
-		for _, lp := range m.Label {
-			got[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range want {
-			if got[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Untyped != nil:
-			return m.Untyped.GetValue(), true
-		}
-		return 0, true
-	}
-	return 0, false
+	return promtest.Value(fams, name, want)
 }
 
 func request(t *testing.T, method, url, body string, header ...string) (int, string) {

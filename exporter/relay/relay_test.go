@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protodelim"
 
+	"github.com/opview/opview/exporter/internal/promtest"
 	"github.com/opview/opview/exporter/relay"
 )
 
@@ -96,35 +97,7 @@ func scrape(t *testing.T, url, accept string) map[string]*dto.MetricFamily {
 
 func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
-	mf := fams[name]
-	if mf == nil {
-		return 0, false
-	}
-next:
-	for _, m := range mf.Metric {
-		got := map[string]string{}
-		for _, lp := range m.Label {
-			got[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range labels {
-			if got[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Untyped != nil:
-			return m.Untyped.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		case m.Summary != nil:
-			return float64(m.Summary.GetSampleCount()), true
-		}
-	}
-	return 0, false
+	return promtest.Value(fams, name, labels)
 }
 
 // operatorRegistry is a registry shaped like a controller's: a counter vec, a gauge and a

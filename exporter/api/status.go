@@ -36,17 +36,29 @@ type StatusInfo struct {
 	Version  string
 	TTL      time.Duration
 	Settings map[string]string
+	// Sections render more of the page (the pull sources), after the groups.
+	Sections []func() (template.HTML, error)
 }
 
 // Status serves the status page: every group, its labels, last push, series and expiry.
 func Status(s store.Store, info StatusInfo, now func() time.Time, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		sections := make([]template.HTML, 0, len(info.Sections))
+		for _, render := range info.Sections {
+			html, err := render()
+			if err != nil {
+				logger.Error("rendering a status page section", "err", err)
+				continue
+			}
+			sections = append(sections, html)
+		}
 		err := statusTmpl.Execute(w, struct {
-			Info   StatusInfo
-			Now    time.Time
-			Groups []store.GroupStatus
-		}{info, now(), s.Groups()})
+			Info     StatusInfo
+			Now      time.Time
+			Groups   []store.GroupStatus
+			Sections []template.HTML
+		}{info, now(), s.Groups(), sections})
 		if err != nil {
 			logger.Error("rendering the status page", "err", err)
 		}

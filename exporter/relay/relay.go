@@ -4,9 +4,9 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -122,7 +122,10 @@ func New(cfg Config) *Relay {
 	mux.Handle("POST "+api.PushPathPrefix, write(api.Push(st, false, lim, inst, log)))
 	mux.Handle("DELETE "+api.PushPathPrefix, write(api.Delete(st, inst, log)))
 	mux.Handle("GET /metrics", api.Metrics(st, reg, inst, log))
-	mux.Handle("GET /{$}", withSources(api.Status(st, api.StatusInfo{Version: Version(), TTL: cfg.GroupTTL, Settings: cfg.Settings}, cfg.Now, log), srcs, log))
+	mux.Handle("GET /{$}", api.Status(st, api.StatusInfo{
+		Version: Version(), TTL: cfg.GroupTTL, Settings: cfg.Settings,
+		Sections: []func() (template.HTML, error){srcs.StatusHTML},
+	}, cfg.Now, log))
 	mux.Handle("GET "+sources.APIPath, sources.ListHandler(srcs))
 	mux.Handle("PUT "+sources.APIPath+"/{name}", write(sources.PutHandler(srcs, log)))
 	mux.Handle("DELETE "+sources.APIPath+"/{name}", write(sources.DeleteHandler(srcs)))
@@ -208,38 +211,6 @@ func (r *Relay) restore() {
 	}
 	log.Info("restored from the persistence file", "file", r.cfg.PersistenceFile, "saved_at", snap.SavedAt, "groups", n, "skipped", len(snap.Groups)-n, "sources", len(snap.Sources))
 }
-
-// withSources adds the pull sources' section to the core status page. It renders the page into
-// a buffer and inserts the section before </body>.
-func withSources(status http.Handler, m *sources.Manager, log *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		rec := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
-		status.ServeHTTP(rec, req)
-		body := rec.body.Bytes()
-		section, err := m.StatusHTML()
-		if err != nil {
-			log.Error("rendering the sources' status", "err", err)
-		}
-		if i := bytes.LastIndex(body, []byte("</body>")); i >= 0 && err == nil {
-			body = append(append(append([]byte{}, body[:i]...), section...), body[i:]...)
-		}
-		for k, v := range rec.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.code)
-		w.Write(body)
-	})
-}
-
-type bufferedResponse struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (b *bufferedResponse) Header() http.Header         { return b.header }
-func (b *bufferedResponse) WriteHeader(code int)        { b.code = code }
-func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
 
 func (r *Relay) sweep(ctx context.Context) {
 	if r.cfg.GroupTTL <= 0 {

@@ -127,8 +127,10 @@ func operatorDashboard() dashboardSpec {
 		ts(63, "Goroutines and threads", "short", "Goroutines and OS threads of the process.",
 			tgt("A", "sum by (job, instance) (go_goroutines{"+procSel+"})", "{{job}} {{instance}} goroutines"),
 			tgt("B", "sum by (job, instance) (go_threads{"+procSel+"})", "{{job}} {{instance}} threads")),
+		// Prometheus 3 ingests a summary's quantile="1" as "1.0" (normalised whatever the scrape
+		// protocol); Prometheus 2 keeps "1" from the text format. Match both.
 		ts(64, "GC pause", "s", "Longest and mean stop-the-world GC pause.",
-			tgt("A", `max by (job, instance) (go_gc_duration_seconds{`+procSel+`,quantile="1"})`, "{{job}} {{instance}} max pause"),
+			tgt("A", `max by (job, instance) (go_gc_duration_seconds{`+procSel+`,quantile=~"1|1\\.0"})`, "{{job}} {{instance}} max pause"),
 			tgt("B", "sum by (job, instance) ("+rate("go_gc_duration_seconds_sum", procSel)+")\n/\nsum by (job, instance) ("+rate("go_gc_duration_seconds_count", procSel)+")", "{{job}} {{instance}} mean pause")),
 		ts(65, "GC cycles", "ops", "Garbage collections per second.",
 			tgt("A", "sum by (job, instance) ("+rate("go_gc_duration_seconds_count", procSel)+")", "{{job}} {{instance}}")),

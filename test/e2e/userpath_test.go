@@ -4,14 +4,19 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -111,17 +116,72 @@ func TestUserPath(t *testing.T) {
 	promHost := routeHost(t, b.Routes, "prometheus")
 	g := &Grafana{Base: "http://" + tr.Addr("web"), Host: promHost, User: b.PrometheusUser, Password: b.PrometheusPassword}
 
-	// 4. Operators out of cluster (node namespace), forwarded through Traefik's relay entrypoint.
+	// 4. Operators out of cluster (node namespace), each with leader election on its own Lease (the
+	// first Get of a Lease that does not exist yet is a 404: the "Failed API requests" panel). The
+	// first one serves the validating webhook for ConfigMaps, called by the API server, and is
+	// forwarded by `opview-relay forward`; the second pushes from inside its process with
+	// exporter/pusher and serves no /metrics at all. Both reach the relay through Traefik's relay
+	// entrypoint.
 	relayURL := "http://" + tr.Addr("relay")
 	type operator struct{ job, instance, metrics string }
-	ops := []operator{{"sample-operator", "laptop-a", "127.0.0.1:8180"}, {"sample-operator-b", "laptop-b", "127.0.0.1:8280"}}
-	forwarders := map[string]*Proc{}
-	for _, op := range ops {
-		opProc := c.Procs.Start(op.job, operatorBin, "--kubeconfig="+c.Kubeconfig, "--metrics-bind-address="+op.metrics,
-			"--metrics-secure=false", "--health-probe-bind-address=0", "--leader-elect=false")
-		WaitFor(t, op.job+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, op.metrics) }, opProc)
-		forwarders[op.job] = c.Procs.Start("forward-"+op.job, relayBin, "forward", "--from=http://"+op.metrics+"/metrics",
-			"--to="+relayURL, "--job="+op.job, "--instance="+op.instance)
+	ops := []operator{{"sample-operator", "laptop-a", "127.0.0.1:8180"}, {"sample-operator-b", "laptop-b", "0"}}
+	opA, opB := ops[0], ops[1]
+	opArgs := func(op operator, extra ...string) []string {
+		return append([]string{"--kubeconfig=" + c.Kubeconfig, "--metrics-bind-address=" + op.metrics, "--metrics-secure=false",
+			"--health-probe-bind-address=0", "--leader-elect", "--leader-election-id=" + op.job}, extra...)
+	}
+	const webhookAddr = "127.0.0.1:9443"
+	whCerts := webhookCertDir(t, c)
+	opProcs := map[string]*Proc{}
+	opProcs[opA.job] = c.Procs.Start(opA.job, operatorBin, opArgs(opA, "--webhook-host=127.0.0.1", "--webhook-port=9443", "--webhook-cert-path="+whCerts)...)
+	WaitFor(t, opA.job+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, opA.metrics) }, opProcs[opA.job])
+	forwarders := map[string]*Proc{opA.job: c.Procs.Start("forward-"+opA.job, relayBin, "forward", "--from=http://"+opA.metrics+"/metrics",
+		"--to="+relayURL, "--job="+opA.job, "--instance="+opA.instance)}
+	opProcs[opB.job] = c.Procs.Start(opB.job, operatorBin, opArgs(opB, "--push-to="+relayURL, "--push-job="+opB.job,
+		"--push-instance="+opB.instance, "--push-interval=10s")...)
+
+	// The API server calls the first operator's webhook for labelled ConfigMaps: one denied, one admitted.
+	caPEM, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(ctx, mustObjects(t, `
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: `+opA.job+`}
+webhooks:
+- name: configmaps.sample.opview.dev
+  clientConfig:
+    url: https://`+webhookAddr+sampleWebhookPath+`
+    caBundle: `+base64.StdEncoding.EncodeToString(caPEM)+`
+  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [configmaps]}]
+  objectSelector: {matchLabels: {opview.dev/sample: "true"}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+  failurePolicy: Fail
+  timeoutSeconds: 5
+`)); err != nil {
+		t.Fatal(err)
+	}
+	sampleCM := func(name string, data map[string]string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"opview.dev/sample": "true"}}, Data: data}
+	}
+	cms := c.Client.CoreV1().ConfigMaps("default")
+	WaitFor(t, "the webhook to deny a ConfigMap with data.deny=true", time.Minute, func(ctx context.Context) error {
+		_, err := cms.Create(ctx, sampleCM("sample-denied", map[string]string{"deny": "true"}), metav1.CreateOptions{})
+		switch {
+		case err == nil || apierrors.IsAlreadyExists(err):
+			// Created before the API server saw the configuration: remove it and try again.
+			_ = cms.Delete(ctx, "sample-denied", metav1.DeleteOptions{})
+			return fmt.Errorf("created, not denied: the webhook configuration is not active yet")
+		case strings.Contains(err.Error(), "data.deny is true"):
+			return nil
+		default:
+			return err
+		}
+	}, opProcs[opA.job])
+	if _, err := cms.Create(ctx, sampleCM("sample-admitted", map[string]string{"outcome": "ok"}), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("a labelled ConfigMap the webhook admits: %v", err)
 	}
 
 	// A third one is a pull source of the relay (registered through the same entrypoint with the
@@ -185,8 +245,10 @@ spec:
 	for _, op := range append(ops, operator{pullJob, pullAddr, ""}) {
 		q := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q,instance=%q}`, op.job, op.instance)
 		watch := []*Proc{promProc, relayProc, tr.Proc}
-		if f := forwarders[op.job]; f != nil {
-			watch = append(watch, f)
+		for _, p := range []*Proc{forwarders[op.job], opProcs[op.job]} {
+			if p != nil {
+				watch = append(watch, p)
+			}
 		}
 		WaitFor(t, q+" through Traefik", 3*time.Minute, func(ctx context.Context) error {
 			res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, q)
@@ -199,6 +261,24 @@ spec:
 			return nil
 		}, watch...)
 	}
+
+	// One refused push to the forwarded operator's group (a body that is no exposition): the relay
+	// keeps the group's samples and records the failure (push_failure_time_seconds, the relay
+	// dashboard's "since last failure" column).
+	WaitFor(t, "a garbage push to "+opA.job+"'s group to be refused", time.Minute, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, relayURL+"/metrics/job/"+opA.job+"/instance/"+opA.instance,
+			strings.NewReader("not an exposition {\n"))
+		req.Header.Set("Content-Type", "text/plain; version=0.0.4")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			return fmt.Errorf("garbage push: HTTP %d, want 400", resp.StatusCode)
+		}
+		return nil
+	}, relayProc, tr.Proc)
 
 	inQuery := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q,namespace=%q,pod=%q}`, inJob, inNS, inJob)
 	WaitFor(t, inQuery+" (pod discovery with the bundle's service account)", 3*time.Minute, func(ctx context.Context) error {
@@ -310,4 +390,28 @@ func flagValue(args []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// sampleWebhookPath is sampleoperator.WebhookPath (the e2e runs the operator as a binary and does
+// not import its package).
+const sampleWebhookPath = "/validate-configmap"
+
+// webhookCertDir writes tls.crt and tls.key for the sample operator's webhook server: the API
+// server's own serving pair, issued by the cluster CA for 127.0.0.1 and the node address.
+func webhookCertDir(t *testing.T, c *Cluster) string {
+	t.Helper()
+	dir := filepath.Join(c.Dir, "webhook-certs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for src, dst := range map[string]string{"apiserver.crt": "tls.crt", "apiserver.key": "tls.key"} {
+		b, err := os.ReadFile(filepath.Join(c.Dir, "pki", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -6,24 +6,35 @@
 //	# against a cluster: also reconciles ConfigMaps labelled opview.dev/sample=true; metrics over
 //	# HTTPS on :8443, authenticated and authorised by the API server (TokenReview/SubjectAccessReview)
 //	go run ./sampleoperator/cmd/sample-operator --kubeconfig ~/.kube/config --metrics-bind-address=:8443 --leader-elect
+//	# pushing its metrics from inside the process to an opview relay (exporter/pusher), no scrape needed
+//	go run ./sampleoperator/cmd/sample-operator --push-to=http://relay.example:9091 --push-job=sample-operator
+//	# serving the validating webhook for ConfigMaps at /validate-configmap on :9443
+//	go run ./sampleoperator/cmd/sample-operator --kubeconfig ~/.kube/config --webhook-port=9443 --webhook-cert-path=/certs
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/opview/opview/examples/sampleoperator"
+	"github.com/opview/opview/exporter/pusher"
 )
 
 func main() {
@@ -41,6 +52,15 @@ func run() error {
 		probeAddr     = flag.String("health-probe-bind-address", ":8081", "The address the probe endpoint binds to (0 disables).")
 		leaderElect   = flag.Bool("leader-elect", false, "Enable leader election: a Lease with --kubeconfig, an in-process lock without.")
 		leaderNS      = flag.String("leader-election-namespace", "", "Namespace of the leader election Lease (default: the Pod's namespace in a cluster, \"default\" outside).")
+		leaderID      = flag.String("leader-election-id", sampleoperator.DefaultLeaderElectionID, "Name of the leader election Lease: replicas of one operator share it, distinct operators need distinct ones.")
+		webhookHost   = flag.String("webhook-host", "", "The address the webhook server binds to (empty: all).")
+		webhookPort   = flag.Int("webhook-port", 0, "Serve the validating webhook for ConfigMaps at "+sampleoperator.WebhookPath+" over HTTPS on this port (0 disables; kubebuilder uses 9443).")
+		webhookCerts  = flag.String("webhook-cert-path", "", "The directory that contains the webhook server certificate (tls.crt, tls.key); required with --webhook-port.")
+		pushTo        = flag.String("push-to", "", "Push the metrics from inside the process to this opview relay (or Pushgateway) base URL, e.g. http://relay.example:9091 (empty disables).")
+		pushJob       = flag.String("push-job", "", "The job label of the pushed group; required with --push-to.")
+		pushInstance  = flag.String("push-instance", "", "The instance label of the pushed group (default: the host name).")
+		pushInterval  = flag.Duration("push-interval", 15*time.Second, "Time between pushes.")
+		pushTokenFile = flag.String("push-token-file", "", "File holding the relay's write token, sent as a bearer token (optional).")
 		kubeconfig    = flag.String("kubeconfig", "", "Path to a kubeconfig. When set (or when running in a cluster), ConfigMaps labelled opview.dev/sample=true are reconciled too.")
 		load          = flag.Duration("load", time.Second, "Enqueue a batch of work items with mixed outcomes this often (0 disables).")
 		reconcileTime = flag.Duration("reconcile-timeout", 500*time.Millisecond, "Reconciliation timeout of the sample controllers.")
@@ -71,11 +91,50 @@ func run() error {
 			logger.Info("WARNING: --metrics-secure without an API server: HTTPS without authentication")
 		}
 	}
+	var wh *webhook.Options
+	if *webhookPort != 0 {
+		if *webhookPort < 0 || *webhookPort > 65535 {
+			return fmt.Errorf("--webhook-port %d: want 1-65535 (0 disables)", *webhookPort)
+		}
+		if *webhookCerts == "" {
+			return fmt.Errorf("--webhook-port needs --webhook-cert-path (a directory with tls.crt and tls.key)")
+		}
+		wh = &webhook.Options{Host: *webhookHost, Port: *webhookPort, CertDir: *webhookCerts}
+	}
+	var push *pusher.Config
+	if *pushTo != "" {
+		if *pushJob == "" {
+			return fmt.Errorf("--push-to needs --push-job (the job label of the pushed group)")
+		}
+		if u, err := url.Parse(*pushTo); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--push-to %q: want the relay's base URL, http://host:9091", *pushTo)
+		}
+		if *pushInterval <= 0 {
+			return fmt.Errorf("--push-interval %s: must be positive", *pushInterval)
+		}
+		push = &pusher.Config{URL: *pushTo, Job: *pushJob, Instance: *pushInstance, Interval: *pushInterval,
+			Gatherer: crmetrics.Registry, Logger: slog.New(logr.ToSlogHandler(logger.WithName("pusher")))}
+		if *pushTokenFile != "" {
+			b, err := os.ReadFile(*pushTokenFile)
+			if err != nil {
+				return fmt.Errorf("--push-token-file: %w", err)
+			}
+			push.Token = strings.TrimSpace(string(b))
+			if push.Token == "" {
+				return fmt.Errorf("--push-token-file %s is empty", *pushTokenFile)
+			}
+		}
+	} else if *pushJob != "" || *pushInstance != "" || *pushTokenFile != "" {
+		return fmt.Errorf("--push-job, --push-instance and --push-token-file need --push-to")
+	}
+
 	op, err := sampleoperator.New(cfg, sampleoperator.Options{
 		Metrics:                 metrics,
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
+		LeaderElectionID:        *leaderID,
 		LeaderElectionNamespace: *leaderNS,
+		Webhook:                 wh,
 		Load:                    *load,
 		ReconcileTimeout:        *reconcileTime,
 		Logger:                  logger,
@@ -83,8 +142,20 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if push != nil {
+		// The pusher is a manager.Runnable: it pushes at once and then every interval on every
+		// replica (not only the leader), and deletes its group when the manager stops.
+		p, err := pusher.New(*push)
+		if err != nil {
+			return err
+		}
+		if err := op.Manager.Add(p); err != nil {
+			return fmt.Errorf("adding the pusher: %w", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logger.Info("starting", "apiServer", cfg != nil, "metrics", *metricsAddr, "secure", *secure)
+	logger.Info("starting", "apiServer", cfg != nil, "metrics", *metricsAddr, "secure", *secure,
+		"webhookPort", *webhookPort, "pushTo", *pushTo, "pushJob", *pushJob)
 	return op.Start(ctx)
 }

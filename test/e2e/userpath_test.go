@@ -136,7 +136,7 @@ func TestUserPath(t *testing.T) {
 	opProcs[opA.job] = c.Procs.Start(opA.job, operatorBin, opArgs(opA, "--webhook-host=127.0.0.1", "--webhook-port=9443", "--webhook-cert-path="+whCerts)...)
 	WaitFor(t, opA.job+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, opA.metrics) }, opProcs[opA.job])
 	forwarders := map[string]*Proc{opA.job: c.Procs.Start("forward-"+opA.job, relayBin, "forward", "--from=http://"+opA.metrics+"/metrics",
-		"--to="+relayURL, "--job="+opA.job, "--instance="+opA.instance)}
+		"--to="+relayURL, "--job="+opA.job, "--instance="+opA.instance, "--interval="+forwardInterval.String())}
 	opProcs[opB.job] = c.Procs.Start(opB.job, operatorBin, opArgs(opB, "--push-to="+relayURL, "--push-job="+opB.job,
 		"--push-instance="+opB.instance, "--push-interval=10s")...)
 
@@ -348,8 +348,9 @@ spec:
 		}
 		return nil
 	}, promProc, relayProc, tr.Proc)
-	if since := time.Since(killedAt); since < ttlDur {
-		t.Fatalf("%s went stale %s after its forwarder died, before the TTL %s", ops[0].job, since, ttl)
+	// The TTL counts from the group's last push, which came up to one forward interval before the kill.
+	if since := time.Since(killedAt); since < ttlDur-forwardInterval {
+		t.Fatalf("%s went stale %s after its forwarder died, before the TTL %s less one forward interval (%s)", ops[0].job, since, ttl, forwardInterval)
 	}
 	res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, alive)
 	if err != nil || len(res) == 0 {
@@ -395,6 +396,9 @@ func flagValue(args []string, name string) string {
 // sampleWebhookPath is sampleoperator.WebhookPath (the e2e runs the operator as a binary and does
 // not import its package).
 const sampleWebhookPath = "/validate-configmap"
+
+// forwardInterval is the forwarder's --interval in the scenario.
+const forwardInterval = 15 * time.Second
 
 // webhookCertDir writes tls.crt and tls.key for the sample operator's webhook server: the API
 // server's own serving pair, issued by the cluster CA for 127.0.0.1 and the node address.

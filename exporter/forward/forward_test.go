@@ -1,7 +1,6 @@
 package forward_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"errors"
@@ -10,21 +9,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/opview/opview/exporter/auth"
 	"github.com/opview/opview/exporter/forward"
 	"github.com/opview/opview/exporter/relay"
+	"github.com/opview/opview/internal/promtest"
 )
 
 // operatorRegistry stands in for an operator's registry in this module (the controller-runtime
@@ -75,84 +70,16 @@ func (lr *liveRelay) Stop() {
 	<-lr.done
 }
 
-// scrape reads the relay's /metrics as Prometheus would.
-func scrape(t *testing.T, url string) map[string]*familyView {
+// value reads the relay's /metrics as Prometheus would and returns the first sample of name
+// whose labels include want.
+func value(t *testing.T, relayURL, name string, want map[string]string) (float64, bool) {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	out := map[string]*familyView{}
-	for name, mf := range fams {
-		v := &familyView{}
-		for _, m := range mf.Metric {
-			ls := map[string]string{}
-			for _, lp := range m.Label {
-				ls[lp.GetName()] = lp.GetValue()
-			}
-			v.series = append(v.series, ls)
-			switch {
-			case m.Counter != nil:
-				v.values = append(v.values, m.Counter.GetValue())
-			case m.Gauge != nil:
-				v.values = append(v.values, m.Gauge.GetValue())
-			case m.Histogram != nil:
-				v.values = append(v.values, float64(m.Histogram.GetSampleCount()))
-			default:
-				v.values = append(v.values, m.Untyped.GetValue())
-			}
-		}
-		out[name] = v
-	}
-	return out
-}
-
-type familyView struct {
-	series []map[string]string
-	values []float64
-}
-
-// find returns the value of the series whose labels include want.
-func (f *familyView) find(want map[string]string) (float64, bool) {
-	if f == nil {
-		return 0, false
-	}
-outer:
-	for i, ls := range f.series {
-		for k, v := range want {
-			if ls[k] != v {
-				continue outer
-			}
-		}
-		return f.values[i], true
-	}
-	return 0, false
+	return promtest.Value(promtest.Scrape(t, relayURL+"/metrics"), name, want)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	promtest.Eventually(t, 10*time.Second, what, cond)
 }
 
 func TestForwardPlainHTTP(t *testing.T) {
@@ -166,12 +93,12 @@ func TestForwardPlainHTTP(t *testing.T) {
 	if err := f.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	fams := scrape(t, rl.URL())
-	v, ok := fams["controller_runtime_reconcile_total"].find(map[string]string{"job": "memcached-operator", "instance": "laptop", "controller": "memcached", "result": "success"})
+	fams := promtest.Scrape(t, rl.URL()+"/metrics")
+	v, ok := promtest.Value(fams, "controller_runtime_reconcile_total", map[string]string{"job": "memcached-operator", "instance": "laptop", "controller": "memcached", "result": "success"})
 	if !ok || v != 3 {
 		t.Fatalf("reconcile_total with the group's labels: %v %v; families %v", v, ok, fams["controller_runtime_reconcile_total"])
 	}
-	if n, ok := fams["controller_runtime_reconcile_time_seconds"].find(map[string]string{"job": "memcached-operator"}); !ok || n != 1 {
+	if n, ok := promtest.Value(fams, "controller_runtime_reconcile_time_seconds", map[string]string{"job": "memcached-operator"}); !ok || n != 1 {
 		t.Fatalf("histogram count %v %v", n, ok)
 	}
 }
@@ -187,9 +114,9 @@ func TestForwardHTTPSWithToken(t *testing.T) {
 		handler.ServeHTTP(w, r)
 	}))
 	defer op.Close()
-	caFile := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: op.Certificate().Raw})))
-	tokenFile := writeFile(t, "token", token+"\n")
-	badToken := writeFile(t, "bad", "nope\n")
+	caFile := promtest.WriteFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: op.Certificate().Raw})))
+	tokenFile := promtest.WriteFile(t, "token", token+"\n")
+	badToken := promtest.WriteFile(t, "bad", "nope\n")
 	rl := startRelay(t, "127.0.0.1:0", relay.Config{GroupTTL: time.Minute})
 
 	cases := []struct {
@@ -216,8 +143,8 @@ func TestForwardHTTPSWithToken(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, ok := scrape(t, rl.URL())["controller_runtime_reconcile_total"].find(map[string]string{"job": "secure-op", "instance": strings.ReplaceAll(c.name, " ", "-")}); !ok {
-					t.Fatalf("forwarded series missing from the relay: %v", scrape(t, rl.URL())["controller_runtime_reconcile_total"])
+				if _, ok := value(t, rl.URL(), "controller_runtime_reconcile_total", map[string]string{"job": "secure-op", "instance": strings.ReplaceAll(c.name, " ", "-")}); !ok {
+					t.Fatalf("forwarded series missing from the relay: %v", promtest.Scrape(t, rl.URL()+"/metrics")["controller_runtime_reconcile_total"])
 				}
 				return
 			}
@@ -251,7 +178,7 @@ func TestForwardRejectedQuotesTheRelay(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := forward.Config{From: forward.Target{URL: op.URL}, To: rl.URL(), Job: "op", Instance: "i"}
 			if c.token != "" {
-				cfg.ToTokenFile = writeFile(t, "tok", c.token)
+				cfg.ToTokenFile = promtest.WriteFile(t, "tok", c.token)
 			}
 			f, err := forward.New(cfg)
 			if err != nil {
@@ -282,7 +209,7 @@ func TestForwardRejectedQuotesTheRelay(t *testing.T) {
 		io.WriteString(w, "# TYPE opview_relay_groups gauge\nopview_relay_groups 1\n")
 	}))
 	defer bad.Close()
-	f, err := forward.New(forward.Config{From: forward.Target{URL: bad.URL}, To: rl.URL(), Job: "op", Instance: "i", ToTokenFile: writeFile(t, "tok", "relay-secret")})
+	f, err := forward.New(forward.Config{From: forward.Target{URL: bad.URL}, To: rl.URL(), Job: "op", Instance: "i", ToTokenFile: promtest.WriteFile(t, "tok", "relay-secret")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,24 +239,6 @@ func TestForwardOperatorDown(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the forwarder's goroutine writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The relay goes away while the forwarder runs and comes back empty on the same address: the
 // forwarder backs off, recovers, and the relay ends with exactly the one group. A clean exit
 // deletes it.
@@ -337,7 +246,7 @@ func TestForwardRelayDownRecovers(t *testing.T) {
 	op := httptest.NewServer(promhttp.HandlerFor(operatorRegistry(t), promhttp.HandlerOpts{}))
 	defer op.Close()
 	rl := startRelay(t, "127.0.0.1:0", relay.Config{GroupTTL: time.Minute})
-	var logs syncBuffer
+	var logs promtest.Buffer
 	f, err := forward.New(forward.Config{
 		From: forward.Target{URL: op.URL}, To: rl.URL(), Job: "op", Instance: "laptop",
 		Interval: 20 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
@@ -373,7 +282,7 @@ func TestForwardRelayDownRecovers(t *testing.T) {
 	if gs := rl2.r.Store.Groups(); len(gs) != 1 {
 		t.Fatalf("groups after recovery: %v", gs)
 	}
-	if v, ok := scrape(t, rl2.URL())["controller_runtime_reconcile_total"].find(map[string]string{"job": "op", "instance": "laptop", "result": "success"}); !ok || v != 3 {
+	if v, ok := value(t, rl2.URL(), "controller_runtime_reconcile_total", map[string]string{"job": "op", "instance": "laptop", "result": "success"}); !ok || v != 3 {
 		t.Fatalf("series after recovery: %v %v", v, ok)
 	}
 	if !strings.Contains(logs.String(), "forwarding again") {

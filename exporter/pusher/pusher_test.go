@@ -2,8 +2,6 @@ package pusher_test
 
 import (
 	"context"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,53 +12,15 @@ import (
 	"github.com/opview/opview/exporter/auth"
 	"github.com/opview/opview/exporter/pusher"
 	"github.com/opview/opview/exporter/relay"
+	"github.com/opview/opview/internal/promtest"
+	"github.com/opview/opview/internal/relaytest"
 )
 
-func startRelay(t *testing.T, cfg relay.Config) (string, *relay.Relay) {
+// value reads the relay's /metrics as Prometheus would and returns the first sample of name
+// whose labels include want.
+func value(t *testing.T, relayURL, name string, want map[string]string) (float64, bool) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := relay.New(cfg)
-	srv := &http.Server{Handler: r.Handler()}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String(), r
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func value(r *relay.Relay, name string, labels map[string]string) (float64, bool) {
-	fams, _ := r.Store.Gather(nil)
-	for _, mf := range fams {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.Metric {
-			got := map[string]string{}
-			for _, lp := range m.Label {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue next
-				}
-			}
-			return m.GetCounter().GetValue() + m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
+	return promtest.Value(promtest.Scrape(t, relayURL+"/metrics"), name, want)
 }
 
 // The interface controller-runtime's manager.Add takes (manager.Runnable) and the one it asks to
@@ -79,7 +39,7 @@ func TestPusherPushesThenDeletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, r := startRelay(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	r, url := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "controller_runtime_reconcile_total", Help: "Reconciles."}, []string{"controller", "result"})
 	reg.MustRegister(c)
@@ -98,9 +58,9 @@ func TestPusherPushesThenDeletes(t *testing.T) {
 	go func() { done <- p.Start(ctx) }()
 
 	want := map[string]string{"job": "memcached-operator", "instance": "pod-a", "controller": "memcached", "result": "success"}
-	waitFor(t, "the first push", func() bool { v, ok := value(r, "controller_runtime_reconcile_total", want); return ok && v == 1 })
+	promtest.Eventually(t, 10*time.Second, "the first push", func() bool { v, ok := value(t, url, "controller_runtime_reconcile_total", want); return ok && v == 1 })
 	c.WithLabelValues("memcached", "success").Add(4)
-	waitFor(t, "a later push with the new value", func() bool { v, _ := value(r, "controller_runtime_reconcile_total", want); return v == 5 })
+	promtest.Eventually(t, 10*time.Second, "a later push with the new value", func() bool { v, _ := value(t, url, "controller_runtime_reconcile_total", want); return v == 5 })
 
 	cancel()
 	if err := <-done; err != nil {
@@ -116,7 +76,7 @@ func TestPusherSurvivesRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, r := startRelay(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	r, url := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "up_ish", Help: "x"}, func() float64 { return 1 }))
 	p, err := pusher.New(pusher.Config{URL: url, Job: "op", Instance: "i", Gatherer: reg, Interval: 10 * time.Millisecond, Token: "wrong"})
@@ -126,7 +86,7 @@ func TestPusherSurvivesRefusals(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Start(ctx) }()
-	waitFor(t, "a refused push", func() bool { _, err := p.Stats(); return err != nil })
+	promtest.Eventually(t, 10*time.Second, "a refused push", func() bool { _, err := p.Stats(); return err != nil })
 	_, lastErr := p.Stats()
 	if !strings.Contains(lastErr.Error(), "403") {
 		t.Errorf("error %q does not carry the relay's 403", lastErr)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opview/opview/exporter/persist"
 	"github.com/opview/opview/exporter/sources"
+	"github.com/opview/opview/internal/promtest"
 )
 
 type fakeClock struct {
@@ -44,7 +45,7 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 	if !strings.Contains(b.logs.String(), "restored from the persistence file") {
 		t.Errorf("restore not logged:\n%s", b.logs)
 	}
-	if v, ok := sampleValue(metricsOf(t, b.url), "workqueue_depth", map[string]string{"job": "op", "instance": "laptop", "name": "memcached"}); !ok || v != 4 {
+	if v, ok := promtest.Value(promtest.Scrape(t, b.url+"/metrics"), "workqueue_depth", map[string]string{"job": "op", "instance": "laptop", "name": "memcached"}); !ok || v != 4 {
 		t.Fatalf("restored sample: %v %v", v, ok)
 	}
 	var found bool
@@ -69,11 +70,11 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 	clock.t = clock.t.Add(10 * time.Minute)
 	clock.mu.Unlock()
 	c := startLive(t, cfg)
-	fams := metricsOf(t, c.url)
-	if _, ok := sampleValue(fams, "workqueue_depth", map[string]string{"job": "op"}); ok {
+	fams := promtest.Scrape(t, c.url+"/metrics")
+	if _, ok := promtest.Value(fams, "workqueue_depth", map[string]string{"job": "op"}); ok {
 		t.Fatal("a group restored after its TTL is still exposed")
 	}
-	if v, ok := sampleValue(fams, "opview_relay_group_fresh", map[string]string{"job": "op", "instance": "laptop"}); !ok || v != 0 {
+	if v, ok := promtest.Value(fams, "opview_relay_group_fresh", map[string]string{"job": "op", "instance": "laptop"}); !ok || v != 0 {
 		t.Fatalf("opview_relay_group_fresh of the expired restored group = %v %v, want 0", v, ok)
 	}
 }
@@ -121,7 +122,7 @@ func TestPersistencePeriodicSave(t *testing.T) {
 	if code, msg := request(t, http.MethodPut, l.url+"/metrics/job/periodic", "a 1\n"); code != http.StatusOK {
 		t.Fatalf("push: %d %s", code, msg)
 	}
-	eventually(t, "the periodic save to contain the group", func() bool {
+	promtest.Eventually(t, 10*time.Second, "the periodic save to contain the group", func() bool {
 		s, err := persist.Load(file, time.Now())
 		if err != nil {
 			t.Fatalf("loading a periodically saved file: %v", err)

@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protodelim"
 
-	"github.com/opview/opview/exporter/internal/promtest"
 	"github.com/opview/opview/exporter/relay"
+	"github.com/opview/opview/internal/promtest"
 )
 
 // clock is a settable clock for expiry tests.

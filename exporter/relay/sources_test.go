@@ -14,6 +14,7 @@ import (
 
 	"github.com/opview/opview/exporter/auth"
 	"github.com/opview/opview/exporter/sources"
+	"github.com/opview/opview/internal/promtest"
 )
 
 func fakeOperator(t *testing.T, reconciles float64) *httptest.Server {
@@ -45,38 +46,38 @@ func TestFlagSourceUpDownExpired(t *testing.T) {
 		Sources: map[string]sources.Spec{"lan-op": {URL: op.URL + "/metrics", Interval: sources.Duration(20 * time.Millisecond)}},
 	})
 	group := map[string]string{"job": "lan-op", "instance": inst}
-	eventually(t, "the source's samples on /metrics", func() bool {
-		v, ok := sampleValue(metricsOf(t, l.url), "controller_runtime_reconcile_total", map[string]string{"job": "lan-op", "instance": inst, "result": "success"})
+	promtest.Eventually(t, 10*time.Second, "the source's samples on /metrics", func() bool {
+		v, ok := promtest.Value(promtest.Scrape(t, l.url+"/metrics"), "controller_runtime_reconcile_total", map[string]string{"job": "lan-op", "instance": inst, "result": "success"})
 		return ok && v == 7
 	})
-	fams := metricsOf(t, l.url)
-	if v, ok := sampleValue(fams, sources.MetricUp, group); !ok || v != 1 {
+	fams := promtest.Scrape(t, l.url+"/metrics")
+	if v, ok := promtest.Value(fams, sources.MetricUp, group); !ok || v != 1 {
 		t.Fatalf("%s = %v %v, want 1", sources.MetricUp, v, ok)
 	}
 	for _, name := range []string{sources.MetricScrapeDuration, sources.MetricScrapeErrors, sources.MetricLastScrape} {
-		if _, ok := sampleValue(fams, name, group); !ok {
+		if _, ok := promtest.Value(fams, name, group); !ok {
 			t.Errorf("%s%v missing", name, group)
 		}
 	}
-	if v, _ := sampleValue(fams, sources.MetricLastScrape, group); time.Since(time.Unix(int64(v), 0)) > time.Minute {
+	if v, _ := promtest.Value(fams, sources.MetricLastScrape, group); time.Since(time.Unix(int64(v), 0)) > time.Minute {
 		t.Errorf("last scrape timestamp %v is not recent", v)
 	}
 
 	op.Close()
-	eventually(t, "the source reported down", func() bool {
-		fams := metricsOf(t, l.url)
-		up, _ := sampleValue(fams, sources.MetricUp, group)
-		errs, _ := sampleValue(fams, sources.MetricScrapeErrors, group)
+	promtest.Eventually(t, 10*time.Second, "the source reported down", func() bool {
+		fams := promtest.Scrape(t, l.url+"/metrics")
+		up, _ := promtest.Value(fams, sources.MetricUp, group)
+		errs, _ := promtest.Value(fams, sources.MetricScrapeErrors, group)
 		return up == 0 && errs >= 1
 	})
 	code, page := request(t, http.MethodGet, l.url+"/", "")
 	if code != http.StatusOK || !strings.Contains(page, "lan-op") || !strings.Contains(page, ">down<") || !strings.Contains(page, "connection refused") {
 		t.Errorf("status page (%d) does not show the source down with its error:\n%s", code, page)
 	}
-	eventually(t, "the source's group to expire", func() bool {
-		fams := metricsOf(t, l.url)
-		_, samples := sampleValue(fams, "controller_runtime_reconcile_total", group)
-		fresh, ok := sampleValue(fams, "opview_relay_group_fresh", group)
+	promtest.Eventually(t, 10*time.Second, "the source's group to expire", func() bool {
+		fams := promtest.Scrape(t, l.url+"/metrics")
+		_, samples := promtest.Value(fams, "controller_runtime_reconcile_total", group)
+		fresh, ok := promtest.Value(fams, "opview_relay_group_fresh", group)
 		return !samples && ok && fresh == 0
 	})
 	if !strings.Contains(l.logs.String(), "source down") {
@@ -119,7 +120,7 @@ func TestSourcesAPI(t *testing.T) {
 	if code != http.StatusOK || strings.Contains(msg, "hunter2") || !strings.Contains(msg, `"lan-op"`) {
 		t.Fatalf("GET (reads are open, secrets redacted): %d %s", code, msg)
 	}
-	if _, ok := sampleValue(metricsOf(t, l.url), "controller_runtime_reconcile_total", map[string]string{"job": "lan-op"}); !ok {
+	if _, ok := promtest.Value(promtest.Scrape(t, l.url+"/metrics"), "controller_runtime_reconcile_total", map[string]string{"job": "lan-op"}); !ok {
 		t.Fatal("the API source's samples are not on /metrics")
 	}
 

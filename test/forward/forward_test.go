@@ -12,10 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,9 +20,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -42,6 +36,8 @@ import (
 	"github.com/opview/opview/exporter/pusher"
 	"github.com/opview/opview/exporter/relay"
 	"github.com/opview/opview/exporter/sources"
+	"github.com/opview/opview/internal/promtest"
+	"github.com/opview/opview/internal/relaytest"
 )
 
 // operator is a controller-runtime manager with one running controller fed by a channel (no API
@@ -124,7 +120,7 @@ func startOperator(t *testing.T, controllerName string, secure bool, extra ...ma
 	o.stop, o.done = cancel, make(chan error, 1)
 	go func() { o.done <- mgr.Start(ctx) }()
 	t.Cleanup(func() { o.Stop(t) })
-	waitFor(t, "the metrics server to listen", func() bool { return o.server.GetBindAddr() != "" })
+	promtest.Eventually(t, 20*time.Second, "the metrics server to listen", func() bool { return o.server.GetBindAddr() != "" })
 	o.reconcile(t, 3)
 	return o
 }
@@ -136,7 +132,7 @@ func (o *operator) reconcile(t *testing.T, n int) {
 	for range n {
 		before := o.reconciled.Load()
 		o.events <- event.TypedGenericEvent[string]{Object: "x"}
-		waitFor(t, "a reconcile", func() bool { return o.reconciled.Load() > before })
+		promtest.Eventually(t, 20*time.Second, "a reconcile", func() bool { return o.reconciled.Load() > before })
 	}
 }
 
@@ -159,78 +155,11 @@ func (o *operator) URL(secure bool) string {
 	return fmt.Sprintf("%s://%s/metrics", scheme, o.server.GetBindAddr())
 }
 
-// startRelay serves a relay on a real listener with its background loops.
-func startRelay(t *testing.T, cfg relay.Config) (*relay.Relay, string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := relay.New(cfg)
-	srv := &http.Server{Handler: r.Handler()}
-	go srv.Serve(ln)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
-	return r, "http://" + ln.Addr().String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // relayValue reads the relay's /metrics as Prometheus does (text) and returns the value of the
 // first series of name whose labels include want.
 func relayValue(t *testing.T, relayURL, name string, want map[string]string) (float64, bool) {
 	t.Helper()
-	resp, err := http.Get(relayURL + "/metrics")
-	if err != nil {
-		t.Fatalf("GET relay /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing the relay's /metrics: %v", err)
-	}
-	return find(fams[name], want)
-}
-
-func find(mf *dto.MetricFamily, want map[string]string) (float64, bool) {
-	if mf == nil {
-		return 0, false
-	}
-next:
-	for _, m := range mf.Metric {
-		got := map[string]string{}
-		for _, lp := range m.Label {
-			got[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range want {
-			if got[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		case m.Untyped != nil:
-			return m.Untyped.GetValue(), true
-		}
-	}
-	return 0, false
+	return promtest.Value(promtest.Scrape(t, relayURL+"/metrics"), name, want)
 }
 
 // checkOperatorSeries asserts that the relay serves controller-runtime's series for the
@@ -247,7 +176,7 @@ func checkOperatorSeries(t *testing.T, relayURL, controllerName string, group ma
 		}
 		return m
 	}
-	waitFor(t, fmt.Sprintf("controller_runtime_reconcile_total{controller=%q} >= %v with labels %v", controllerName, min, group), func() bool {
+	promtest.Eventually(t, 20*time.Second, fmt.Sprintf("controller_runtime_reconcile_total{controller=%q} >= %v with labels %v", controllerName, min, group), func() bool {
 		v, ok := relayValue(t, relayURL, "controller_runtime_reconcile_total", with(map[string]string{"controller": controllerName, "result": "success"}))
 		return ok && v >= min
 	})
@@ -266,18 +195,9 @@ func checkOperatorSeries(t *testing.T, relayURL, controllerName string, group ma
 	}
 }
 
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestForwardPlainHTTP(t *testing.T) {
 	op := startOperator(t, "plain-widgets", false)
-	r, relayURL := startRelay(t, relay.Config{GroupTTL: time.Minute})
+	r, relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
 	f, err := forward.New(forward.Config{From: forward.Target{URL: op.URL(false)}, To: relayURL, Job: "widget-operator", Instance: "laptop", Interval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -305,9 +225,9 @@ func TestForwardHTTPSWithBearerToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, relayURL := startRelay(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
-	relayToken := writeFile(t, "relay-token", "relay-write-token\n")
-	good := forward.Target{URL: op.URL(true), BearerTokenFile: writeFile(t, "token", metricsToken+"\n"), InsecureSkipVerify: true}
+	_, relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	relayToken := promtest.WriteFile(t, "relay-token", "relay-write-token\n")
+	good := forward.Target{URL: op.URL(true), BearerTokenFile: promtest.WriteFile(t, "token", metricsToken+"\n"), InsecureSkipVerify: true}
 
 	// The ways it goes wrong, each blamed on the right side with a hint.
 	for _, c := range []struct {
@@ -319,7 +239,7 @@ func TestForwardHTTPSWithBearerToken(t *testing.T) {
 	}{
 		{"certificate not trusted", forward.Target{URL: good.URL, BearerTokenFile: good.BearerTokenFile}, relayToken, forward.SideOperator, "self-signed"},
 		{"no token", forward.Target{URL: good.URL, InsecureSkipVerify: true}, relayToken, forward.SideOperator, "HTTP 401"},
-		{"wrong token", forward.Target{URL: good.URL, InsecureSkipVerify: true, BearerTokenFile: writeFile(t, "bad", "nope")}, relayToken, forward.SideOperator, "HTTP 403"},
+		{"wrong token", forward.Target{URL: good.URL, InsecureSkipVerify: true, BearerTokenFile: promtest.WriteFile(t, "bad", "nope")}, relayToken, forward.SideOperator, "HTTP 403"},
 		{"plain HTTP to the HTTPS port", forward.Target{URL: strings.Replace(good.URL, "https:", "http:", 1)}, relayToken, forward.SideOperator, "HTTPS"},
 		{"relay token missing", good, "", forward.SideRejected, "requires a token"},
 	} {
@@ -350,7 +270,7 @@ func TestForwardHTTPSWithBearerToken(t *testing.T) {
 // reported down and its group expires.
 func TestPullSourceFromController(t *testing.T) {
 	op := startOperator(t, "pulled-widgets", false)
-	_, relayURL := startRelay(t, relay.Config{
+	_, relayURL := relaytest.Start(t, relay.Config{
 		GroupTTL: 500 * time.Millisecond, ForgetAfter: time.Minute,
 		Sources: map[string]sources.Spec{"lan-operator": {URL: op.URL(false), Interval: sources.Duration(50 * time.Millisecond)}},
 	})
@@ -366,11 +286,11 @@ func TestPullSourceFromController(t *testing.T) {
 		t.Fatalf("source up = %v %v; sources: %s", v, ok, detail)
 	}
 	op.Stop(t)
-	waitFor(t, "the source reported down", func() bool {
+	promtest.Eventually(t, 20*time.Second, "the source reported down", func() bool {
 		v, ok := relayValue(t, relayURL, sources.MetricUp, group)
 		return ok && v == 0
 	})
-	waitFor(t, "the source's group to expire", func() bool {
+	promtest.Eventually(t, 20*time.Second, "the source's group to expire", func() bool {
 		_, samples := relayValue(t, relayURL, "controller_runtime_reconcile_total", group)
 		fresh, ok := relayValue(t, relayURL, "opview_relay_group_fresh", group)
 		return !samples && ok && fresh == 0
@@ -380,7 +300,7 @@ func TestPullSourceFromController(t *testing.T) {
 // The pusher runs inside the manager as a Runnable, pushes metrics.Registry and deletes its group
 // when the manager stops.
 func TestPusherInManager(t *testing.T) {
-	r, relayURL := startRelay(t, relay.Config{GroupTTL: time.Minute})
+	r, relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
 	var logs strings.Builder
 	var logMu sync.Mutex
 	p, err := pusher.New(pusher.Config{URL: relayURL, Job: "pushing-operator", Instance: "pod-0", Gatherer: metrics.Registry, Interval: 50 * time.Millisecond,

@@ -360,6 +360,30 @@ spec:
 	if err != nil || len(res) != 1 || res[0].V() != "0" {
 		t.Fatalf("opview_relay_group_fresh of the expired group: %v %v, want 0", res, err)
 	}
+
+	// An operator that stops cleanly (SIGTERM, as `make run` gets from Ctrl-C) takes its group with
+	// it: the pusher's last act is a DELETE through Traefik, so its series go stale at the next
+	// scrape, long before the TTL.
+	opProcs[opB.job].Stop()
+	if exited, err := opProcs[opB.job].Exited(); !exited || err != nil {
+		t.Fatalf("%s on SIGTERM: exited %v (%v), want a clean exit", opB.job, exited, err)
+	}
+	stoppedAt := time.Now()
+	WaitFor(t, alive+" to go stale after its operator stopped cleanly", ttlDur-forwardInterval, func(ctx context.Context) error {
+		res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, alive)
+		if err != nil {
+			return err
+		}
+		if len(res) > 0 {
+			return fmt.Errorf("%s still has %d series", alive, len(res))
+		}
+		return nil
+	}, promProc, relayProc, tr.Proc)
+	t.Logf("%s's series went stale %s after a clean stop (TTL %s): the pusher deleted its group", opB.job, time.Since(stoppedAt).Round(time.Second), ttl)
+	res, err = PromQuery(ctx, g.Base, g.Host, g.User, g.Password, fmt.Sprintf(`opview_relay_group_fresh{job=%q}`, opB.job))
+	if err != nil || len(res) != 0 {
+		t.Fatalf("opview_relay_group_fresh of the deleted group: %v %v, want no series (deleted, not expired)", res, err)
+	}
 }
 
 var metav1ListAll = metav1ListOptions()

@@ -14,8 +14,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -38,36 +40,51 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "sample-operator:", err)
+		stop()
 		os.Exit(1)
 	}
 }
 
-func run() error {
+// run parses args, starts the operator and runs it until ctx ends. Flag errors name the flag.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sample-operator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var (
-		metricsAddr   = flag.String("metrics-bind-address", "0", "The address the metrics endpoint binds to. Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
-		secure        = flag.Bool("metrics-secure", true, "If set, the metrics endpoint is served securely via HTTPS. Use --metrics-secure=false to use HTTP instead.")
-		certDir       = flag.String("metrics-cert-path", "", "The directory that contains the metrics server certificate (tls.crt, tls.key); a self-signed one is generated when empty.")
-		probeAddr     = flag.String("health-probe-bind-address", ":8081", "The address the probe endpoint binds to (0 disables).")
-		leaderElect   = flag.Bool("leader-elect", false, "Enable leader election: a Lease with --kubeconfig, an in-process lock without.")
-		leaderNS      = flag.String("leader-election-namespace", "", "Namespace of the leader election Lease (default: the Pod's namespace in a cluster, \"default\" outside).")
-		leaderID      = flag.String("leader-election-id", sampleoperator.DefaultLeaderElectionID, "Name of the leader election Lease: replicas of one operator share it, distinct operators need distinct ones.")
-		webhookHost   = flag.String("webhook-host", "", "The address the webhook server binds to (empty: all).")
-		webhookPort   = flag.Int("webhook-port", 0, "Serve the validating webhook for ConfigMaps at "+sampleoperator.WebhookPath+" over HTTPS on this port (0 disables; kubebuilder uses 9443).")
-		webhookCerts  = flag.String("webhook-cert-path", "", "The directory that contains the webhook server certificate (tls.crt, tls.key); required with --webhook-port.")
-		pushTo        = flag.String("push-to", "", "Push the metrics from inside the process to this opview relay (or Pushgateway) base URL, e.g. http://relay.example:9091 (empty disables).")
-		pushJob       = flag.String("push-job", "", "The job label of the pushed group; required with --push-to.")
-		pushInstance  = flag.String("push-instance", "", "The instance label of the pushed group (default: the host name).")
-		pushInterval  = flag.Duration("push-interval", 15*time.Second, "Time between pushes.")
-		pushTokenFile = flag.String("push-token-file", "", "File holding the relay's write token, sent as a bearer token (optional).")
-		kubeconfig    = flag.String("kubeconfig", "", "Path to a kubeconfig. When set (or when running in a cluster), ConfigMaps labelled opview.dev/sample=true are reconciled too.")
-		load          = flag.Duration("load", time.Second, "Enqueue a batch of work items with mixed outcomes this often (0 disables).")
-		reconcileTime = flag.Duration("reconcile-timeout", 500*time.Millisecond, "Reconciliation timeout of the sample controllers.")
+		metricsAddr   = fs.String("metrics-bind-address", "0", "The address the metrics endpoint binds to. Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
+		secure        = fs.Bool("metrics-secure", true, "If set, the metrics endpoint is served securely via HTTPS. Use --metrics-secure=false to use HTTP instead.")
+		certDir       = fs.String("metrics-cert-path", "", "The directory that contains the metrics server certificate (tls.crt, tls.key); a self-signed one is generated when empty.")
+		probeAddr     = fs.String("health-probe-bind-address", ":8081", "The address the probe endpoint binds to (0 disables).")
+		leaderElect   = fs.Bool("leader-elect", false, "Enable leader election: a Lease with --kubeconfig, an in-process lock without.")
+		leaderNS      = fs.String("leader-election-namespace", "", "Namespace of the leader election Lease (default: the Pod's namespace in a cluster, \"default\" outside).")
+		leaderID      = fs.String("leader-election-id", sampleoperator.DefaultLeaderElectionID, "Name of the leader election Lease: replicas of one operator share it, distinct operators need distinct ones.")
+		webhookHost   = fs.String("webhook-host", "", "The address the webhook server binds to (empty: all).")
+		webhookPort   = fs.Int("webhook-port", 0, "Serve the validating webhook for ConfigMaps at "+sampleoperator.WebhookPath+" over HTTPS on this port (0 disables; kubebuilder uses 9443).")
+		webhookCerts  = fs.String("webhook-cert-path", "", "The directory that contains the webhook server certificate (tls.crt, tls.key); required with --webhook-port.")
+		pushTo        = fs.String("push-to", "", "Push the metrics from inside the process to this opview relay (or Pushgateway) base URL, e.g. http://relay.example:9091 (empty disables).")
+		pushJob       = fs.String("push-job", "", "The job label of the pushed group; required with --push-to.")
+		pushInstance  = fs.String("push-instance", "", "The instance label of the pushed group (default: the host name).")
+		pushInterval  = fs.Duration("push-interval", 15*time.Second, "Time between pushes.")
+		pushTokenFile = fs.String("push-token-file", "", "File holding the relay's write token, sent as a bearer token (optional).")
+		kubeconfig    = fs.String("kubeconfig", "", "Path to a kubeconfig. When set (or when running in a cluster), ConfigMaps labelled opview.dev/sample=true are reconciled too.")
+		load          = fs.Duration("load", time.Second, "Enqueue a batch of work items with mixed outcomes this often (0 disables).")
+		reconcileTime = fs.Duration("reconcile-timeout", 500*time.Millisecond, "Reconciliation timeout of the sample controllers.")
 	)
 	zapOpts := zap.Options{Development: true}
-	zapOpts.BindFlags(flag.CommandLine)
-	flag.Parse()
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (all options are flags; see --help)", fs.Arg(0))
+	}
+	zapOpts.DestWriter = stderr
 	logger := zap.New(zap.UseFlagOptions(&zapOpts))
 
 	var cfg *rest.Config
@@ -84,7 +101,7 @@ func run() error {
 	}
 
 	metrics := metricsserver.Options{BindAddress: *metricsAddr, SecureServing: *secure, CertDir: *certDir}
-	if *secure {
+	if *secure && *metricsAddr != "0" {
 		if cfg != nil {
 			metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 		} else {
@@ -153,8 +170,6 @@ func run() error {
 			return fmt.Errorf("adding the pusher: %w", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	logger.Info("starting", "apiServer", cfg != nil, "metrics", *metricsAddr, "secure", *secure,
 		"webhookPort", *webhookPort, "pushTo", *pushTo, "pushJob", *pushJob)
 	return op.Start(ctx)

@@ -103,7 +103,7 @@ E2E_TOOLS   := $(E2E_BIN)/kine-$(E2E_KINE_VERSION)/kine \
                $(E2E_BIN)/prometheus-$(E2E_PROMETHEUS_VERSION)/prometheus
 
 .PHONY: e2e-tools
-e2e-tools: $(E2E_TOOLS) ## Build the e2e's real binaries once (kine, kube-apiserver, Traefik, Prometheus+promtool; ~35 min cold).
+e2e-tools: $(E2E_TOOLS) ## Build the e2e's real binaries once (kine, kube-apiserver, Traefik, Prometheus+promtool; ~25 min cold on 2 cores).
 
 $(E2E_BIN)/kine-%/kine:
 	test/e2e/tools/build.sh kine

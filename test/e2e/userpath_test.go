@@ -338,16 +338,7 @@ spec:
 	killedAt := time.Now()
 	alive := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q}`, ops[1].job)
 	gone := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q}`, ops[0].job)
-	WaitFor(t, ops[0].job+"'s series to go stale after the TTL ("+ttl+")", ttlDur+3*time.Minute, func(ctx context.Context) error {
-		res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, gone)
-		if err != nil {
-			return err
-		}
-		if len(res) > 0 {
-			return fmt.Errorf("%s still has %d series", gone, len(res))
-		}
-		return nil
-	}, promProc, relayProc, tr.Proc)
+	WaitFor(t, ops[0].job+"'s series to go stale after the TTL ("+ttl+")", ttlDur+3*time.Minute, g.noSeries(gone), promProc, relayProc, tr.Proc)
 	// The TTL counts from the group's last push, which came up to one forward interval before the kill.
 	if since := time.Since(killedAt); since < ttlDur-forwardInterval {
 		t.Fatalf("%s went stale %s after its forwarder died, before the TTL %s less one forward interval (%s)", ops[0].job, since, ttl, forwardInterval)
@@ -369,16 +360,7 @@ spec:
 		t.Fatalf("%s on SIGTERM: exited %v (%v), want a clean exit", opB.job, exited, err)
 	}
 	stoppedAt := time.Now()
-	WaitFor(t, alive+" to go stale after its operator stopped cleanly", ttlDur-forwardInterval, func(ctx context.Context) error {
-		res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, alive)
-		if err != nil {
-			return err
-		}
-		if len(res) > 0 {
-			return fmt.Errorf("%s still has %d series", alive, len(res))
-		}
-		return nil
-	}, promProc, relayProc, tr.Proc)
+	WaitFor(t, alive+" to go stale after its operator stopped cleanly", ttlDur-forwardInterval, g.noSeries(alive), promProc, relayProc, tr.Proc)
 	t.Logf("%s's series went stale %s after a clean stop (TTL %s): the pusher deleted its group", opB.job, time.Since(stoppedAt).Round(time.Second), ttl)
 	res, err = PromQuery(ctx, g.Base, g.Host, g.User, g.Password, fmt.Sprintf(`opview_relay_group_fresh{job=%q}`, opB.job))
 	if err != nil || len(res) != 0 {
@@ -387,6 +369,20 @@ spec:
 }
 
 var metav1ListAll = metav1ListOptions()
+
+// noSeries is a WaitFor condition: query, run through the Prometheus route, returns no series.
+func (g *Grafana) noSeries(query string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		res, err := PromQuery(ctx, g.Base, g.Host, g.User, g.Password, query)
+		if err != nil {
+			return err
+		}
+		if len(res) > 0 {
+			return fmt.Errorf("%s still has %d series", query, len(res))
+		}
+		return nil
+	}
+}
 
 // routeHost returns the host name of an IngressRoute's first Host(`...`) rule.
 func routeHost(t *testing.T, objs []*unstructured.Unstructured, name string) string {

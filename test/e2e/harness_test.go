@@ -193,16 +193,13 @@ scrape_configs:
 
 	relayURL := "http://" + tr.Addr("relay")
 	WaitFor(t, "a push through Traefik's relay entrypoint", 2*time.Minute, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, relayURL+"/metrics/job/e2e/instance/laptop",
-			strings.NewReader("# TYPE e2e_pushed_value gauge\ne2e_pushed_value 42\n"))
-		req.Header.Set("Content-Type", "text/plain; version=0.0.4")
-		resp, err := http.DefaultClient.Do(req)
+		code, err := HTTPPut(ctx, relayURL+"/metrics/job/e2e/instance/laptop", textFormat,
+			"# TYPE e2e_pushed_value gauge\ne2e_pushed_value 42\n")
 		if err != nil {
 			return err
 		}
-		_ = resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("PUT: HTTP %d", resp.StatusCode)
+		if code/100 != 2 {
+			return fmt.Errorf("PUT: HTTP %d", code)
 		}
 		return nil
 	}, relay, tr.Proc)

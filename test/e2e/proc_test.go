@@ -212,6 +212,22 @@ func HTTPGet(ctx context.Context, client *http.Client, url, host string, header 
 	return resp.StatusCode, body, err
 }
 
+// HTTPPut sends body to url with the given Content-Type and returns the status, or an error for
+// transport failures.
+func HTTPPut(ctx context.Context, url, contentType, body string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
 // DialOK succeeds when a TCP connection to addr opens.
 func DialOK(ctx context.Context, addr string) error {
 	var d net.Dialer

@@ -191,16 +191,12 @@ webhooks:
 		"--metrics-secure=false", "--health-probe-bind-address=0", "--leader-elect=false")
 	WaitFor(t, pullJob+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, pullAddr) }, pullProc)
 	WaitFor(t, "registering the pull source through Traefik", time.Minute, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, relayURL+"/api/v1/sources/"+pullJob,
-			strings.NewReader(`{"url":"http://`+pullAddr+`/metrics"}`))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		code, err := HTTPPut(ctx, relayURL+"/api/v1/sources/"+pullJob, "application/json", `{"url":"http://`+pullAddr+`/metrics"}`)
 		if err != nil {
 			return err
 		}
-		_ = resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("PUT source: HTTP %d", resp.StatusCode)
+		if code/100 != 2 {
+			return fmt.Errorf("PUT source: HTTP %d", code)
 		}
 		return nil
 	}, relayProc, tr.Proc)
@@ -266,16 +262,12 @@ spec:
 	// keeps the group's samples and records the failure (push_failure_time_seconds, the relay
 	// dashboard's "since last failure" column).
 	WaitFor(t, "a garbage push to "+opA.job+"'s group to be refused", time.Minute, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, relayURL+"/metrics/job/"+opA.job+"/instance/"+opA.instance,
-			strings.NewReader("not an exposition {\n"))
-		req.Header.Set("Content-Type", "text/plain; version=0.0.4")
-		resp, err := http.DefaultClient.Do(req)
+		code, err := HTTPPut(ctx, relayURL+"/metrics/job/"+opA.job+"/instance/"+opA.instance, textFormat, "not an exposition {\n")
 		if err != nil {
 			return err
 		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusBadRequest {
-			return fmt.Errorf("garbage push: HTTP %d, want 400", resp.StatusCode)
+		if code != http.StatusBadRequest {
+			return fmt.Errorf("garbage push: HTTP %d, want 400", code)
 		}
 		return nil
 	}, relayProc, tr.Proc)
@@ -416,6 +408,9 @@ func flagValue(args []string, name string) string {
 // sampleWebhookPath is sampleoperator.WebhookPath (the e2e runs the operator as a binary and does
 // not import its package).
 const sampleWebhookPath = "/validate-configmap"
+
+// textFormat is the Content-Type of a push in the Prometheus text format.
+const textFormat = "text/plain; version=0.0.4"
 
 // forwardInterval is the forwarder's --interval in the scenario.
 const forwardInterval = 15 * time.Second

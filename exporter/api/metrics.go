@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/opview/opview/exporter/store"
@@ -51,7 +50,7 @@ func Metrics(s store.Store, g prometheus.Gatherer, in *Instrumentation, logger *
 		case expfmt.TypeTextPlain:
 			err = s.WriteText(out, own)
 		default:
-			err = encode(out, s, own, format)
+			err = s.WriteOpenMetrics(out, own, format)
 		}
 		if err != nil {
 			// Headers are gone already; all we can do is log. Prometheus sees a cut body.
@@ -102,48 +101,6 @@ func acceptsText(accept string) bool {
 		return true
 	}
 	return false
-}
-
-func encode(w io.Writer, s store.Store, own []*dto.MetricFamily, format expfmt.Format) error {
-	fams, err := s.Gather(own)
-	if err != nil {
-		return err
-	}
-	fams = untypeCollidingCounters(fams)
-	enc := expfmt.NewEncoder(w, format)
-	for _, mf := range fams {
-		if err := enc.Encode(mf); err != nil {
-			return err
-		}
-	}
-	if c, ok := enc.(expfmt.Closer); ok {
-		return c.Close()
-	}
-	return nil
-}
-
-// untypeCollidingCounters resolves a clash that OpenMetrics cannot express: a counter X_total is
-// the OpenMetrics family X, so a second family named X (go_memstats_alloc_bytes next to
-// go_memstats_alloc_bytes_total, in every Go program) would repeat X's metadata and make the
-// exposition unparseable. Such counters are sent as unknown-typed X_total: same samples, same
-// series names, one family each.
-func untypeCollidingCounters(fams []*dto.MetricFamily) []*dto.MetricFamily {
-	names := make(map[string]bool, len(fams))
-	for _, mf := range fams {
-		names[mf.GetName()] = true
-	}
-	for i, mf := range fams {
-		base, ok := strings.CutSuffix(mf.GetName(), "_total")
-		if !ok || mf.GetType() != dto.MetricType_COUNTER || !names[base] {
-			continue
-		}
-		u := &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: dto.MetricType_UNTYPED.Enum()}
-		for _, m := range mf.Metric {
-			u.Metric = append(u.Metric, &dto.Metric{Label: m.Label, Untyped: &dto.Untyped{Value: m.Counter.Value}})
-		}
-		fams[i] = u
-	}
-	return fams
 }
 
 func acceptsGzip(header string) bool {

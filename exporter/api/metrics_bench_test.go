@@ -43,11 +43,7 @@ func benchRelay(tb testing.TB, n int) *httptest.Server {
 	s := store.New(store.Options{Reserved: reserved})
 	reg.MustRegister(store.NewCollector(s))
 	for i := 0; i < n; i++ {
-		p, err := store.Prepare(store.MustKey("job", "bench", "instance", fmt.Sprintf("g%03d", i)), mapValues(m), 0)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := s.Apply(p, true); err != nil {
+		if _, err := s.Push(store.PushRequest{Key: store.MustKey("job", "bench", "instance", fmt.Sprintf("g%03d", i)), Families: mapValues(m), Replace: true}); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,12 +21,12 @@ import (
 // PushPathPrefix is where the push API lives: PushPathPrefix + "job/<job>{/<label>/<value>}".
 const PushPathPrefix = "/metrics/"
 
-// Limits bound what one push may carry.
+// Limits bound what one push may carry before it reaches the store, which applies its own.
 type Limits struct {
 	// MaxBodyBytes bounds the body, compressed and decompressed; 0 means no limit.
 	MaxBodyBytes int64
-	// MaxSeries bounds the series of one group; 0 means no limit.
-	MaxSeries int
+	// MaxBodyBytesFlag names the setting that raises MaxBodyBytes, for refusals.
+	MaxBodyBytesFlag string
 }
 
 // Instrumentation is the relay's own metrics about its HTTP API.
@@ -74,8 +75,9 @@ func (in *Instrumentation) observePush(method string, code int, start time.Time)
 
 // Push handles PUT (replace true: the group is replaced) and POST (replace false: the families
 // in the body replace the group's families of the same name). A refused push changes nothing
-// and is answered with a 4xx whose body names the problem.
-func Push(s store.Store, replace bool, lim Limits, in *Instrumentation, logger *slog.Logger) http.Handler {
+// and is answered with a 4xx whose body names the problem. Bodies are decoded at most a few at
+// a time (gate), so that concurrent large pushes can't multiply the memory one push takes.
+func Push(s store.Store, replace bool, lim Limits, gate *Gate, in *Instrumentation, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		code := http.StatusOK
@@ -83,23 +85,31 @@ func Push(s store.Store, replace bool, lim Limits, in *Instrumentation, logger *
 
 		key, err := ingest.GroupingKey(strings.TrimPrefix(r.URL.EscapedPath(), PushPathPrefix))
 		if err != nil {
-			code = fail(w, logger, r, store.Key{}, err)
+			s.RecordRefusal(store.Key{}, r.RemoteAddr, err)
+			code = fail(w, logger, r, store.Key{}, err, lim)
 			return
 		}
+		ctx, cancel := context.WithTimeout(r.Context(), gateWait)
+		release, err := gate.Enter(ctx, r.ContentLength, r.Header.Get("Content-Encoding"))
+		cancel()
+		if err != nil {
+			code = http.StatusServiceUnavailable
+			http.Error(w, "the relay is busy decoding other pushes; retry", code)
+			return
+		}
+		defer release()
 		body := r.Body
 		if lim.MaxBodyBytes > 0 {
 			body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
 		}
 		fams, err := ingest.Body(body, r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), lim.MaxBodyBytes)
-		if err == nil {
-			var p *store.Push
-			if p, err = store.Prepare(key, fams, lim.MaxSeries); err == nil {
-				err = s.Apply(p, replace)
-			}
+		if err != nil {
+			s.RecordRefusal(key, r.RemoteAddr, err)
+		} else {
+			_, err = s.Push(store.PushRequest{Key: key, Families: fams, Replace: replace, Client: r.RemoteAddr})
 		}
 		if err != nil {
-			s.RecordFailure(key, err.Error())
-			code = fail(w, logger, r, key, err)
+			code = fail(w, logger, r, key, err, lim)
 			return
 		}
 		w.WriteHeader(code)
@@ -113,19 +123,35 @@ func Delete(s store.Store, in *Instrumentation, logger *slog.Logger) http.Handle
 		start := time.Now()
 		key, err := ingest.GroupingKey(strings.TrimPrefix(r.URL.EscapedPath(), PushPathPrefix))
 		if err != nil {
-			code := fail(w, logger, r, store.Key{}, err)
+			code := fail(w, logger, r, store.Key{}, err, Limits{})
 			in.observePush(r.Method, code, start)
 			return
 		}
 		existed := s.Delete(key)
-		logger.Debug("group deleted", "group", key.String(), "existed", existed)
+		logger.Debug("group deleted", "group", key.Excerpt(), "existed", existed, "client", r.RemoteAddr)
 		w.WriteHeader(http.StatusAccepted)
 		in.observePush(r.Method, http.StatusAccepted, start)
 	})
 }
 
+// NoGroup answers a push to /metrics itself (the job forgotten in the URL): 400 saying what the
+// URL must be, instead of the redirect to /metrics/ that leaves curl reporting success.
+func NoGroup(in *Instrumentation) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		http.Error(w, "push URL must be /metrics/job/<job>{/<label>/<value>}: the job is missing", http.StatusBadRequest)
+		in.observePush(r.Method, http.StatusBadRequest, start)
+	})
+}
+
+// gateWait bounds how long a push waits for its turn to be decoded.
+const gateWait = 30 * time.Second
+
+// maxMessage bounds a refusal's message, in the answer and in the log.
+const maxMessage = 1024
+
 // fail answers a refused push and returns the status code.
-func fail(w http.ResponseWriter, logger *slog.Logger, r *http.Request, key store.Key, err error) int {
+func fail(w http.ResponseWriter, logger *slog.Logger, r *http.Request, key store.Key, err error, lim Limits) int {
 	code := http.StatusBadRequest
 	var se *store.Error
 	var mbe *http.MaxBytesError
@@ -141,16 +167,23 @@ func fail(w http.ResponseWriter, logger *slog.Logger, r *http.Request, key store
 		}
 	case errors.As(err, &mbe):
 		code = http.StatusRequestEntityTooLarge
-		err = fmt.Errorf("push body larger than %d bytes (--push.max-body-bytes)", mbe.Limit)
+		err = fmt.Errorf("push body larger than %d bytes%s", mbe.Limit, flagSuffix(lim.MaxBodyBytesFlag))
 	case errors.Is(err, ingest.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
-		err = fmt.Errorf("push body larger than the limit after decompression (--push.max-body-bytes)")
+		err = fmt.Errorf("push body larger than %d bytes after decompression%s", lim.MaxBodyBytes, flagSuffix(lim.MaxBodyBytesFlag))
 	}
-	logger.Info("push refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
-	msg := err.Error()
-	if key.String() != "{}" {
-		msg = fmt.Sprintf("push to group %s refused: %s", key, msg)
+	msg := store.Truncate(err.Error(), maxMessage)
+	if !key.IsZero() {
+		msg = fmt.Sprintf("push to group %s refused: %s", key.Excerpt(), msg)
 	}
+	logger.Info("push refused", "method", r.Method, "path", store.Truncate(r.URL.Path, 256), "client", r.RemoteAddr, "code", code, "err", msg)
 	http.Error(w, msg, code)
 	return code
+}
+
+func flagSuffix(flag string) string {
+	if flag == "" {
+		return ""
+	}
+	return " (" + flag + ")"
 }

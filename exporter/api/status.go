@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/opview/opview/exporter/store"
@@ -20,6 +21,7 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 		}
 		return now.Sub(t).Truncate(time.Second).String() + " ago"
 	},
+	"bytes": func(n int64) string { return formatBytes(n) },
 	"until": func(now, t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -31,11 +33,14 @@ var statusTmpl = template.Must(template.New("status.html").Funcs(template.FuncMa
 	},
 }).ParseFS(statusFS, "status.html"))
 
+// Setting is one of the relay's settings as the status page shows it: a flag and its value.
+type Setting struct{ Name, Value string }
+
 // StatusInfo is what the status page shows besides the groups.
 type StatusInfo struct {
 	Version  string
 	TTL      time.Duration
-	Settings map[string]string
+	Settings []Setting
 	// Sections render more of the page (the pull sources), after the groups.
 	Sections []func() (template.HTML, error)
 }
@@ -57,8 +62,9 @@ func Status(s store.Store, info StatusInfo, now func() time.Time, logger *slog.L
 			Info     StatusInfo
 			Now      time.Time
 			Groups   []store.GroupStatus
+			Usage    store.Usage
 			Sections []template.HTML
-		}{info, now(), s.Groups(), sections})
+		}{info, now(), s.Groups(), s.Usage(), sections})
 		if err != nil {
 			logger.Error("rendering the status page", "err", err)
 		}
@@ -83,4 +89,18 @@ func Ready(ready func() bool) http.Handler {
 		}
 		w.Write([]byte("Ready.\n"))
 	})
+}
+
+// formatBytes renders a byte count: 512 B, 64.0 MiB.
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + " " + string("KMGTP"[exp]) + "iB"
 }

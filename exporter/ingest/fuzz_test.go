@@ -29,12 +29,8 @@ func FuzzParsePush(f *testing.F) {
 		if proto {
 			ct = string(expfmt.NewFormat(expfmt.TypeProtoDelim))
 		}
-		s := store.New(store.Options{MaxSeriesPerGroup: 1000})
-		base, err := store.Prepare(store.MustKey("job", "base"), []*dto.MetricFamily{gauge("x", 1)}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Apply(base, true); err != nil {
+		s := store.New(store.Options{Limits: store.Limits{MaxSeriesPerGroup: 1000, MaxBytes: 8 << 20, LabelLimit: 64, LabelValueLengthLimit: 2048}})
+		if _, err := s.Push(store.PushRequest{Key: store.MustKey("job", "base"), Families: []*dto.MetricFamily{gauge("x", 1)}, Replace: true}); err != nil {
 			t.Fatal(err)
 		}
 		before := exposition(t, s)
@@ -43,10 +39,7 @@ func FuzzParsePush(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p, err := store.Prepare(store.MustKey("job", "fuzz", "instance", "i"), fams, 1000)
-		if err == nil {
-			err = s.Apply(p, false)
-		}
+		_, err = s.Push(store.PushRequest{Key: store.MustKey("job", "fuzz", "instance", "i"), Families: fams})
 		after := exposition(t, s)
 		if err != nil {
 			var se *store.Error

@@ -4,7 +4,9 @@
 package relay
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"log/slog"
@@ -28,13 +30,15 @@ type Config struct {
 	GroupTTL     time.Duration // 0 keeps groups forever
 	ForgetAfter  time.Duration // how long an expired group's health series stay
 	MaxBodyBytes int64
-	MaxSeries    int // per group
-	MaxGroups    int
-	Logger       *slog.Logger
+	// Limits bound what the store holds (groups, series, the byte budget, labels).
+	Limits store.Limits
+	// LimitNames name the setting that raises each limit, for refusals; nil means LimitFlags.
+	LimitNames map[store.Limit]string
+	Logger     *slog.Logger
 	// Now is the clock (tests inject one); nil means time.Now.
 	Now func() time.Time
-	// Settings are shown on the status page.
-	Settings map[string]string
+	// Settings are shown on the status page, in order.
+	Settings []api.Setting
 
 	// Sources are the pull sources given by flags (--source NAME=URL), by name.
 	Sources map[string]sources.Spec
@@ -55,8 +59,34 @@ const (
 	DefaultMaxSeries    = 20000
 	DefaultMaxGroups    = 1000
 
+	// DefaultMaxBytes is the byte budget when the process has no memory limit (GOMEMLIMIT).
+	DefaultMaxBytes = 256 << 20
+	// BudgetShare is the share of the process's memory limit that the byte budget takes by
+	// default: the rest is for the Go runtime's headroom (the garbage collector runs at GOGC=50),
+	// the pushes being decoded and the scrapes being written.
+	BudgetShare = 0.25
+
+	DefaultLabelLimit            = 64
+	DefaultLabelNameLengthLimit  = 256
+	DefaultLabelValueLengthLimit = 2048
+	DefaultHelpLengthLimit       = 4096
+
 	DefaultPersistenceInterval = 5 * time.Minute
 )
+
+// DefaultLimits are the serve flags' default limits for a process whose memory limit is
+// memLimit bytes (math.MaxInt64 or less than 1: none).
+func DefaultLimits(memLimit int64) store.Limits {
+	l := store.Limits{
+		MaxGroups: DefaultMaxGroups, MaxSeriesPerGroup: DefaultMaxSeries, MaxBytes: DefaultMaxBytes,
+		LabelLimit: DefaultLabelLimit, LabelNameLengthLimit: DefaultLabelNameLengthLimit,
+		LabelValueLengthLimit: DefaultLabelValueLengthLimit, HelpLengthLimit: DefaultHelpLengthLimit,
+	}
+	if memLimit > 0 && memLimit < 1<<62 {
+		l.MaxBytes = int64(float64(memLimit) * BudgetShare)
+	}
+	return l
+}
 
 // Relay is a configured relay server.
 type Relay struct {
@@ -67,15 +97,19 @@ type Relay struct {
 	handler  http.Handler
 
 	persister *persist.Persister
+	restored  restoreSummary
 }
 
-// New builds a relay from cfg.
+// New builds a relay from cfg and restores its persistence file, if any.
 func New(cfg Config) *Relay {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.LimitNames == nil {
+		cfg.LimitNames = LimitFlags
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -91,40 +125,48 @@ func New(cfg Config) *Relay {
 		cfg.Logger.Warn("gathering the relay's own metrics", "err", err)
 	}
 	st := store.New(store.Options{
-		TTL:               cfg.GroupTTL,
-		ForgetAfter:       cfg.ForgetAfter,
-		MaxGroups:         cfg.MaxGroups,
-		MaxSeriesPerGroup: cfg.MaxSeries,
-		Reserved:          reserved,
-		Now:               cfg.Now,
+		TTL:         cfg.GroupTTL,
+		ForgetAfter: cfg.ForgetAfter,
+		Limits:      cfg.Limits,
+		LimitNames:  cfg.LimitNames,
+		Reserved:    reserved,
+		Now:         cfg.Now,
 	})
 	reg.MustRegister(store.NewCollector(st))
 
-	srcs := sources.NewManager(sources.Options{Store: st, MaxSeries: cfg.MaxSeries, Logger: cfg.Logger.With("component", "sources"), Now: cfg.Now})
+	srcs := sources.NewManager(sources.Options{Store: st, Logger: cfg.Logger.With("component", "sources"), Now: cfg.Now})
 	reg.MustRegister(srcs.Collector())
 
 	r := &Relay{cfg: cfg, Store: st, Registry: reg, Sources: srcs}
+	if cfg.PersistenceFile != "" {
+		r.persister = &persist.Persister{
+			Path: cfg.PersistenceFile, Interval: cfg.PersistenceInterval,
+			Sources: r.sourcesState, Groups: st.Snapshot, Now: cfg.Now, Logger: cfg.Logger,
+		}
+	}
 	r.restore()
 	for name, spec := range cfg.Sources {
 		if _, err := srcs.Put(name, spec, "flag", false); err != nil {
 			cfg.Logger.Error("pull source not registered", "source", name, "err", err)
 		}
 	}
-	if cfg.PersistenceFile != "" {
-		r.persister = &persist.Persister{Path: cfg.PersistenceFile, Interval: cfg.PersistenceInterval, Take: r.snapshot, Logger: cfg.Logger}
-	}
 
-	lim := api.Limits{MaxBodyBytes: cfg.MaxBodyBytes, MaxSeries: cfg.MaxSeries}
+	lim := api.Limits{MaxBodyBytes: cfg.MaxBodyBytes, MaxBodyBytesFlag: cfg.LimitNames[LimitBodyBytes]}
+	// Two maximum-size bodies decode at once; smaller ones share that room by their size.
+	gate := api.NewGate(2*cfg.MaxBodyBytes, cfg.MaxBodyBytes)
 	log := cfg.Logger
 	write := func(h http.Handler) http.Handler { return auth.Require(cfg.WriteTokens, h) }
 	mux := http.NewServeMux()
-	mux.Handle("PUT "+api.PushPathPrefix, write(api.Push(st, true, lim, inst, log)))
-	mux.Handle("POST "+api.PushPathPrefix, write(api.Push(st, false, lim, inst, log)))
+	mux.Handle("PUT "+api.PushPathPrefix, write(api.Push(st, true, lim, gate, inst, log)))
+	mux.Handle("POST "+api.PushPathPrefix, write(api.Push(st, false, lim, gate, inst, log)))
 	mux.Handle("DELETE "+api.PushPathPrefix, write(api.Delete(st, inst, log)))
+	for _, m := range []string{"PUT", "POST", "DELETE"} {
+		mux.Handle(m+" /metrics", api.NoGroup(inst))
+	}
 	mux.Handle("GET /metrics", api.Metrics(st, reg, inst, log))
 	mux.Handle("GET /{$}", api.Status(st, api.StatusInfo{
 		Version: Version(), TTL: cfg.GroupTTL, Settings: cfg.Settings,
-		Sections: []func() (template.HTML, error){srcs.StatusHTML},
+		Sections: []func() (template.HTML, error){r.restored.html, srcs.StatusHTML},
 	}, cfg.Now, log))
 	mux.Handle("GET "+sources.APIPath, sources.ListHandler(srcs))
 	mux.Handle("PUT "+sources.APIPath+"/{name}", write(sources.PutHandler(srcs, log)))
@@ -135,8 +177,32 @@ func New(cfg Config) *Relay {
 	return r
 }
 
+// LimitBodyBytes names the push body limit in Config.LimitNames (the store has no say in it).
+const LimitBodyBytes store.Limit = "max-body-bytes"
+
+// LimitFlags are the serve flags that raise each limit.
+var LimitFlags = map[store.Limit]string{
+	store.LimitGroups:           "--store.max-groups",
+	store.LimitSeries:           "--group.max-series",
+	store.LimitBytes:            "--store.max-bytes",
+	store.LimitLabels:           "--push.label-limit",
+	store.LimitLabelNameLength:  "--push.label-name-length-limit",
+	store.LimitLabelValueLength: "--push.label-value-length-limit",
+	store.LimitHelpLength:       "--push.help-length-limit",
+	LimitBodyBytes:              "--push.max-body-bytes",
+}
+
 // Handler serves every route of the relay.
 func (r *Relay) Handler() http.Handler { return r.handler }
+
+// CheckPersistence reports a persistence file that can't be written (its directory missing or
+// read-only), so that the command refuses to start instead of failing at the first save.
+func (r *Relay) CheckPersistence() error {
+	if r.persister == nil {
+		return nil
+	}
+	return r.persister.Check()
+}
 
 // Run scrapes the pull sources, saves the persistence file at its interval and sweeps expired
 // groups until ctx is done. Sweeping frees the memory of expired groups even when nobody pushes
@@ -165,51 +231,108 @@ func (r *Relay) Close() error {
 	return nil
 }
 
-func (r *Relay) snapshot() (*persist.Snapshot, error) {
-	groups, err := r.Store.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	s := &persist.Snapshot{SavedAt: r.cfg.Now(), Groups: groups, Sources: map[string]sources.Spec{}}
+// sourcesState is what the persistence file keeps of the sources: those added through the API.
+func (r *Relay) sourcesState() (json.RawMessage, error) {
+	specs := map[string]sources.Spec{}
 	for _, st := range r.Sources.Specs("api") {
-		s.Sources[st.Name] = st.Spec
+		specs[st.Name] = st.Spec
 	}
-	return s, nil
+	return json.Marshal(specs)
+}
+
+// restoreSummary is what the status page says of the last restore.
+type restoreSummary struct {
+	File                          string
+	SavedAt                       time.Time
+	Restored, Skipped, OverBudget int
+	Err                           string
+}
+
+var restoreTmpl = template.Must(template.New("restore").Parse(`{{if .File}}<h2>Persistence</h2>
+<p><code>{{.File}}</code>{{if not .SavedAt.IsZero}}, saved {{.SavedAt.Format "2006-01-02 15:04:05 MST"}}{{end}}:
+restored {{.Restored}} groups at start{{if .Skipped}}, {{.Skipped}} not restored{{end}}{{if .OverBudget}}
+<span class="err">({{.OverBudget}} of them because the store's byte budget was full: the freshest groups were restored first)</span>{{end}}.
+{{if .Err}}<span class="err">{{.Err}}</span>{{end}}</p>
+{{end}}`))
+
+func (s *restoreSummary) html() (template.HTML, error) {
+	var b bytes.Buffer
+	err := restoreTmpl.Execute(&b, s)
+	return template.HTML(b.String()), err //nolint:gosec // rendered by html/template
 }
 
 // restore loads the persistence file, if any. Nothing in it can keep the relay from starting: an
-// unreadable file is logged and moved aside, a group the store refuses is logged and skipped.
+// unreadable file is logged and moved aside (the groups read before the damage are kept), a
+// group the store refuses is logged and skipped, and groups that don't fit the byte budget are
+// left out, the freshest being restored first.
 func (r *Relay) restore() {
-	if r.cfg.PersistenceFile == "" {
+	if r.persister == nil {
 		return
 	}
 	log := r.cfg.Logger
-	snap, err := persist.Load(r.cfg.PersistenceFile, r.cfg.Now())
+	sum := &r.restored
+	sum.File = r.cfg.PersistenceFile
+	h, err := r.persister.Load(func(g store.GroupSnapshot) {
+		ok, err := r.Store.Restore(g)
+		var se *store.Error
+		switch {
+		case ok:
+			sum.Restored++
+		case err == nil:
+			// too old: it would have been forgotten by now
+		case errors.As(err, &se) && se.Limit == store.LimitBytes:
+			sum.Skipped++
+			sum.OverBudget++
+		default:
+			sum.Skipped++
+			log.Warn("persisted group not restored", "group", store.Truncate(labelsString(g.Labels), 256), "err", err)
+		}
+	})
 	var ce *persist.CorruptError
 	switch {
 	case errors.As(err, &ce):
-		log.Error("persistence file is corrupt; starting without its groups", "file", ce.Path, "moved_to", ce.MovedTo, "err", ce.Err)
+		sum.Err = store.Truncate(ce.Error(), 512)
+		log.Error("persistence file is corrupt; serving the groups read before the damage", "file", ce.Path, "moved_to", ce.MovedTo, "restored", sum.Restored, "err", ce.Err)
 		return
 	case err != nil:
+		sum.Err = store.Truncate(err.Error(), 512)
 		log.Error("persistence file not read; starting without its groups", "err", err)
 		return
-	case snap == nil:
+	case h == nil:
+		sum.File = ""
 		log.Info("no persistence file yet; it will be created", "file", r.cfg.PersistenceFile)
 		return
 	}
-	n, errs := r.Store.Restore(snap.Groups, r.cfg.MaxSeries)
-	for _, e := range errs {
-		log.Warn("persisted group not restored", "err", e)
+	sum.SavedAt = h.SavedAt
+	if sum.OverBudget > 0 {
+		log.Warn("the store's byte budget is full: groups left out of the restore", "left_out", sum.OverBudget, "budget_bytes", r.cfg.Limits.MaxBytes)
 	}
-	for name, spec := range snap.Sources {
-		if _, ok := r.cfg.Sources[name]; ok {
-			continue // the flag wins
+	nsrc := 0
+	if len(h.Sources) > 0 {
+		var specs map[string]sources.Spec
+		if err := json.Unmarshal(h.Sources, &specs); err != nil {
+			log.Warn("persisted pull sources not restored", "err", err)
 		}
-		if _, err := r.Sources.Put(name, spec, "api", false); err != nil {
-			log.Warn("persisted pull source not restored", "source", name, "err", err)
+		for name, spec := range specs {
+			if _, ok := r.cfg.Sources[name]; ok {
+				continue // the flag wins
+			}
+			if _, err := r.Sources.Put(name, spec, "api", false); err != nil {
+				log.Warn("persisted pull source not restored", "source", name, "err", err)
+				continue
+			}
+			nsrc++
 		}
 	}
-	log.Info("restored from the persistence file", "file", r.cfg.PersistenceFile, "saved_at", snap.SavedAt, "groups", n, "skipped", len(snap.Groups)-n, "sources", len(snap.Sources))
+	log.Info("restored from the persistence file", "file", r.cfg.PersistenceFile, "saved_at", h.SavedAt, "groups", sum.Restored, "skipped", sum.Skipped, "sources", nsrc)
+}
+
+func labelsString(m map[string]string) string {
+	k, err := store.NewKey(m)
+	if err != nil {
+		return "{invalid}"
+	}
+	return k.Excerpt()
 }
 
 func (r *Relay) sweep(ctx context.Context) {

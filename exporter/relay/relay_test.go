@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protodelim"
 
 	"github.com/opview/opview/exporter/relay"
+	"github.com/opview/opview/exporter/store"
 	"github.com/opview/opview/internal/promtest"
 )
 
@@ -240,7 +241,7 @@ func gzipped(s string) []byte {
 // refused with the right status and a message naming the problem, and leave the stored data and
 // /metrics exactly as they were.
 func TestBadPushes(t *testing.T) {
-	_, url := newRelay(t, relay.Config{MaxBodyBytes: 4096, MaxSeries: 10, MaxGroups: 3})
+	_, url := newRelay(t, relay.Config{MaxBodyBytes: 4096, Limits: store.Limits{MaxSeriesPerGroup: 10, MaxGroups: 3}})
 	const text = "text/plain; version=0.0.4"
 	good := "# HELP requests_total Requests.\n# TYPE requests_total counter\nrequests_total{code=\"200\"} 7\n# TYPE temperature gauge\ntemperature 21.5\n"
 	if code, msg := do(t, http.MethodPut, url+"/metrics/job/good/instance/a", text, []byte(good)); code != http.StatusOK {

@@ -85,10 +85,9 @@ type Status struct {
 
 // Options configure a Manager.
 type Options struct {
-	Store     store.Store
-	MaxSeries int // per group, as for pushes; 0: no limit
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Store  store.Store
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Manager runs the sources' scrape loops.
@@ -335,13 +334,10 @@ func (m *Manager) scrape(ctx context.Context, s *source) {
 	}
 	series := 0
 	if err == nil {
-		var p *store.Push
-		if p, err = store.Prepare(s.key, fams, m.opts.MaxSeries); err == nil {
-			err = m.opts.Store.Apply(p, true)
-			series = p.Series()
-		}
+		var res store.PushResult
+		res, err = m.opts.Store.Push(store.PushRequest{Key: s.key, Families: fams, Replace: true, Client: "pull source " + s.name})
+		series = res.Series
 		if err != nil {
-			m.opts.Store.RecordFailure(s.key, err.Error())
 			err = fmt.Errorf("the relay refused the scraped metrics: %w", err)
 		}
 	}

@@ -1,9 +1,7 @@
 package store
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"math"
 	"sort"
@@ -14,7 +12,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -45,7 +42,7 @@ var healthFamilies = []healthFamily{
 		func(st GroupStatus) float64 { return unixSeconds(st.LastPush) }},
 	{MetricFailureTime, dto.MetricType_GAUGE, "Last Unix time when a push to the group was refused (0 if never).",
 		func(st GroupStatus) float64 { return unixSeconds(st.LastFailure) }},
-	{MetricGroupFresh, dto.MetricType_GAUGE, "1 while the group's samples are exposed, 0 once it went quiet for longer than --group.ttl (until forgotten).",
+	{MetricGroupFresh, dto.MetricType_GAUGE, "1 while the group's samples are exposed, 0 once it went quiet for longer than the group TTL (until forgotten).",
 		func(st GroupStatus) float64 { return boolFloat(st.Fresh) }},
 	{MetricGroupSeries, dto.MetricType_GAUGE, "Series the group currently exposes.",
 		func(st GroupStatus) float64 { return float64(st.Series) }},
@@ -314,10 +311,30 @@ func (s *MemoryStore) protoHealthLocked(p *plan, f *family, now time.Time) int {
 func (s *MemoryStore) WriteProto(w io.Writer, extra []*dto.MetricFamily) error {
 	p := planPool.Get().(*plan)
 	defer func() { p.reset(); planPool.Put(p) }()
+	if err := s.protoPlan(p, extra, nil); err != nil {
+		return err
+	}
+	return p.writeTo(w)
+}
+
+// familyChunks locates one family in a protobuf plan: p.chunks[start:end] are its length prefix,
+// header and Metric fields, or (whole) a single chunk holding the whole delimited message.
+type familyChunks struct {
+	name       string
+	typ        dto.MetricType
+	start, end int
+	whole      bool
+}
+
+// protoPlan fills p with the protobuf exposition; with fams non-nil it also records where each
+// family is.
+func (s *MemoryStore) protoPlan(p *plan, extra []*dto.MetricFamily, fams *[]familyChunks) error {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	now := s.now()
-	err := s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *dto.MetricFamily) error {
+	return s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *dto.MetricFamily) error {
 		var err error
+		start := len(p.chunks)
 		if f == nil {
 			if p.tmpb, err = marshalOpts.MarshalAppend(p.tmpb[:0], e); err != nil {
 				return err
@@ -325,6 +342,9 @@ func (s *MemoryStore) WriteProto(w io.Writer, extra []*dto.MetricFamily) error {
 			out := p.grab(len(p.tmpb) + binaryMaxVarintLen)
 			out = protowire.AppendVarint(out, uint64(len(p.tmpb)))
 			p.keep(append(out, p.tmpb...))
+			if fams != nil {
+				*fams = append(*fams, familyChunks{name: e.GetName(), typ: e.GetType(), start: start, end: len(p.chunks), whole: true})
+			}
 			return nil
 		}
 		// The family's length prefix comes first but depends on what follows: reserve its
@@ -354,13 +374,100 @@ func (s *MemoryStore) WriteProto(w io.Writer, extra []*dto.MetricFamily) error {
 		b := protowire.AppendVarint(p.grab(binaryMaxVarintLen), uint64(size))
 		p.arena = p.arena[:len(p.arena)+len(b)]
 		p.chunks[prefix] = b
+		if fams != nil {
+			*fams = append(*fams, familyChunks{name: f.name, typ: f.typ, start: start, end: len(p.chunks)})
+		}
 		return nil
 	})
-	s.mu.RUnlock()
-	if err != nil {
+}
+
+// openMetricsBatch bounds the protobuf bytes decoded at once when encoding OpenMetrics.
+const openMetricsBatch = 1 << 20
+
+// WriteOpenMetrics implements Store, in the OpenMetrics format given (its version and escaping).
+// OpenMetrics has no pre-rendered form: each family is decoded and encoded per scrape, a bounded
+// batch of its Metric messages at a time (the header only with the first), so a scrape needs the
+// memory of one batch, not of the exposition.
+//
+// One clash OpenMetrics cannot express is resolved on the way: a counter X_total is the
+// OpenMetrics family X, so a second family named X (go_memstats_alloc_bytes next to
+// go_memstats_alloc_bytes_total, in every Go program) would repeat X's metadata and make the
+// exposition unparseable. Such counters are sent as unknown-typed X_total: same samples, same
+// series names, one family each.
+func (s *MemoryStore) WriteOpenMetrics(w io.Writer, extra []*dto.MetricFamily, format expfmt.Format) error {
+	p := planPool.Get().(*plan)
+	defer func() { p.reset(); planPool.Put(p) }()
+	var fams []familyChunks
+	if err := s.protoPlan(p, extra, &fams); err != nil {
 		return err
 	}
-	return p.writeTo(w)
+	names := make(map[string]bool, len(fams))
+	for _, fc := range fams {
+		names[fc.name] = true
+	}
+	var batch, out bytes.Buffer
+	enc := expfmt.NewEncoder(&out, format)
+	encode := func(fc familyChunks, b []byte, first bool) error {
+		mf := &dto.MetricFamily{}
+		if err := proto.Unmarshal(b, mf); err != nil {
+			return err
+		}
+		if base, ok := strings.CutSuffix(fc.name, "_total"); ok && fc.typ == dto.MetricType_COUNTER && names[base] {
+			mf.Type = dto.MetricType_UNTYPED.Enum()
+			for _, m := range mf.Metric {
+				m.Untyped, m.Counter = &dto.Untyped{Value: m.Counter.Value}, nil
+			}
+		}
+		out.Reset()
+		if err := enc.Encode(mf); err != nil {
+			return err
+		}
+		text := out.Bytes()
+		for !first && bytes.HasPrefix(text, []byte("# ")) {
+			i := bytes.IndexByte(text, '\n')
+			if i < 0 {
+				break
+			}
+			text = text[i+1:]
+		}
+		_, err := w.Write(text)
+		return err
+	}
+	for _, fc := range fams {
+		if fc.whole {
+			b := p.chunks[fc.start]
+			_, n := protowire.ConsumeVarint(b)
+			if err := encode(fc, b[n:], true); err != nil {
+				return err
+			}
+			continue
+		}
+		header, first := p.chunks[fc.start+1], true
+		batch.Reset()
+		batch.Write(header)
+		for _, c := range p.chunks[fc.start+2 : fc.end] {
+			if batch.Len() > len(header) && batch.Len()+len(c) > openMetricsBatch {
+				if err := encode(fc, batch.Bytes(), first); err != nil {
+					return err
+				}
+				first = false
+				batch.Reset()
+				batch.Write(header)
+			}
+			batch.Write(c)
+		}
+		if err := encode(fc, batch.Bytes(), first); err != nil {
+			return err
+		}
+	}
+	out.Reset()
+	if c, ok := enc.(expfmt.Closer); ok {
+		if err := c.Close(); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(out.Bytes())
+	return err
 }
 
 var marshalOpts = proto.MarshalOptions{}
@@ -396,28 +503,6 @@ func appendLabelPair(b []byte, name, value string) []byte {
 }
 
 const binaryMaxVarintLen = 10
-
-// Gather implements Store. It decodes what WriteProto writes, so it is slower than the writers;
-// it serves the formats without a pre-rendered form (OpenMetrics) and tests.
-func (s *MemoryStore) Gather(extra []*dto.MetricFamily) ([]*dto.MetricFamily, error) {
-	var buf bytes.Buffer
-	if err := s.WriteProto(&buf, extra); err != nil {
-		return nil, err
-	}
-	var out []*dto.MetricFamily
-	r := bufio.NewReader(&buf)
-	for {
-		mf := &dto.MetricFamily{}
-		err := protodelim.UnmarshalFrom(r, mf)
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, mf)
-	}
-}
 
 func typeName(t dto.MetricType) string {
 	switch t {

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -33,7 +34,7 @@ func NewKey(labels map[string]string) (Key, error) {
 			return Key{}, &Error{Kind: KindInvalid, Msg: "grouping key: " + err.Error()}
 		}
 		if !utf8.ValidString(v) {
-			return Key{}, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("grouping key: value of label %q is not valid UTF-8", n)}
+			return Key{}, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("grouping key: value of label %s is not valid UTF-8", q(n))}
 		}
 		ls = append(ls, Label{n, v})
 	}
@@ -74,7 +75,8 @@ func (k Key) Get(name string) (string, bool) {
 	return "", false
 }
 
-// String renders the key like a label set: {instance="a",job="b"}.
+// String renders the key like a label set: {instance="a",job="b"}. Values are quoted whole: use
+// Excerpt in messages.
 func (k Key) String() string {
 	var b strings.Builder
 	b.WriteByte('{')
@@ -82,18 +84,47 @@ func (k Key) String() string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, "%s=%q", l.Name, l.Value)
+		b.WriteString(l.Name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(l.Value))
 	}
 	b.WriteByte('}')
 	return b.String()
 }
 
+// Excerpt renders the key like String with every value cut to a bounded excerpt, for messages
+// and logs.
+func (k Key) Excerpt() string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, l := range k.labels {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if i == 8 {
+			fmt.Fprintf(&b, "... %d more", len(k.labels)-i)
+			break
+		}
+		b.WriteString(Truncate(l.Name, maxQuoted))
+		b.WriteByte('=')
+		b.WriteString(q(l.Value))
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// IsZero reports whether k is the zero Key (no labels): what a push URL that did not parse has.
+func (k Key) IsZero() bool { return len(k.labels) == 0 }
+
+// size is the memory the key's strings take.
+func (k Key) size() int { return 2*len(k.id) + 32*len(k.labels) }
+
 func checkLabelName(n string) error {
 	if !model.LegacyValidation.IsValidLabelName(n) {
-		return fmt.Errorf("label name %q is invalid (want [a-zA-Z_][a-zA-Z0-9_]*)", n)
+		return fmt.Errorf("label name %s is invalid (want [a-zA-Z_][a-zA-Z0-9_]*)", q(n))
 	}
 	if strings.HasPrefix(n, "__") {
-		return fmt.Errorf("label name %q is reserved (names starting with __ are internal to Prometheus)", n)
+		return fmt.Errorf("label name %s is reserved (names starting with __ are internal to Prometheus)", q(n))
 	}
 	return nil
 }

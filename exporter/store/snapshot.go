@@ -1,16 +1,21 @@
 package store
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // GroupSnapshot is one group as persisted across relay restarts: its grouping labels, health
-// and samples (as pushed, grouping labels included). An expired group has no families.
+// and samples. An expired group has no families.
 type GroupSnapshot struct {
 	Labels      map[string]string
 	LastPush    time.Time
@@ -19,28 +24,26 @@ type GroupSnapshot struct {
 	Pushes      uint64
 	Failures    uint64
 	Expired     bool
-	Families    []*dto.MetricFamily
+	// Families are length-delimited io.prometheus.client.MetricFamily messages, as the group's
+	// samples are exposed (grouping labels included).
+	Families []byte
 }
 
-// Snapshot returns every group, fresh or expired, sorted by key. It holds the read lock only to
-// collect the groups' pre-rendered parts (immutable) and decodes them after.
-func (s *MemoryStore) Snapshot() ([]GroupSnapshot, error) {
-	type rawFamily struct {
-		name, help string
-		typ        dto.MetricType
-		body       []byte
-	}
+// Snapshot calls fn for every group, fresh or expired, the most recently pushed first (so that a
+// restore into a smaller budget keeps the freshest groups). It holds the read lock only to
+// collect the groups' pre-rendered parts, which are immutable, and encodes one group at a time
+// after: a snapshot needs the memory of one group, not of the store.
+func (s *MemoryStore) Snapshot(fn func(GroupSnapshot) error) error {
 	type rawGroup struct {
-		id   string
-		snap GroupSnapshot
-		raw  []rawFamily
+		snap  GroupSnapshot
+		parts []*part
 	}
 	s.mu.RLock()
 	now := s.now()
 	groups := make([]rawGroup, 0, len(s.groups))
-	for _, g := range s.groups {
-		rg := rawGroup{id: g.key.id, snap: GroupSnapshot{
-			Labels:   map[string]string{},
+	for _, g := range s.order {
+		rg := rawGroup{snap: GroupSnapshot{
+			Labels:   make(map[string]string, len(g.key.labels)),
 			LastPush: g.lastPush, LastFailure: g.lastFailure, LastError: g.lastError,
 			Pushes: g.pushes, Failures: g.failures, Expired: !s.fresh(g, now),
 		}}
@@ -49,76 +52,99 @@ func (s *MemoryStore) Snapshot() ([]GroupSnapshot, error) {
 		}
 		if !rg.snap.Expired {
 			for _, pt := range g.parts {
-				rg.raw = append(rg.raw, rawFamily{name: pt.name, help: pt.help, typ: pt.typ, body: pt.proto})
+				rg.parts = append(rg.parts, pt)
 			}
+			sort.Slice(rg.parts, func(i, j int) bool { return rg.parts[i].name < rg.parts[j].name })
 		}
 		groups = append(groups, rg)
 	}
 	s.mu.RUnlock()
-	sort.Slice(groups, func(i, j int) bool { return groups[i].id < groups[j].id })
+	sort.SliceStable(groups, func(i, j int) bool { return groups[i].snap.LastPush.After(groups[j].snap.LastPush) })
 
-	out := make([]GroupSnapshot, 0, len(groups))
-	for _, rg := range groups {
-		gs := rg.snap
-		for _, rf := range rg.raw {
-			mf := &dto.MetricFamily{}
+	for i := range groups {
+		rg := &groups[i]
+		var buf []byte
+		for _, pt := range rg.parts {
 			// A family's encoding is its header followed by its Metric fields, which is how
 			// parts are pre-rendered.
-			b := append(protoHeader(rf.name, rf.typ, rf.help), rf.body...)
-			if err := proto.Unmarshal(b, mf); err != nil {
-				return nil, fmt.Errorf("snapshot of group %v: %w", gs.Labels, err)
-			}
-			gs.Families = append(gs.Families, mf)
+			h := protoHeader(pt.name, pt.typ, pt.help)
+			buf = protowire.AppendVarint(buf, uint64(len(h)+len(pt.proto)))
+			buf = append(buf, h...)
+			buf = append(buf, pt.proto...)
 		}
-		out = append(out, gs)
+		rg.snap.Families = buf
+		rg.parts = nil
+		if err := fn(rg.snap); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
-// Restore adds persisted groups to the store, validating them like pushes (maxSeries per group,
-// 0: no limit). Each group keeps its last push time, so expiry applies as if the relay had never
-// stopped: a group older than the TTL is restored expired and one older than TTL+ForgetAfter is
-// skipped. It returns how many groups were restored and one error per group that was not. Call it
-// before serving: between its Apply and the restoring of the group's times, a concurrent push
-// would be overwritten.
-func (s *MemoryStore) Restore(groups []GroupSnapshot, maxSeries int) (int, []error) {
-	var errs []error
-	n := 0
-	now := s.now()
-	for _, gs := range groups {
-		key, err := NewKey(gs.Labels)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("group %v: %w", gs.Labels, err))
-			continue
-		}
-		if s.opts.TTL > 0 && now.Sub(gs.LastPush) > s.opts.TTL+s.opts.ForgetAfter {
-			continue // would be forgotten at once
-		}
-		fams := gs.Families
-		if gs.Expired {
-			fams = nil
-		}
-		p, err := Prepare(key, fams, maxSeries)
-		if err == nil {
-			err = s.Apply(p, true)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("group %s: %w", key, err))
-			continue
-		}
-		s.mu.Lock()
-		if g := s.groups[key.id]; g != nil {
-			g.lastPush, g.lastFailure, g.lastError = gs.LastPush, gs.LastFailure, gs.LastError
-			g.pushes, g.failures = gs.Pushes, gs.Failures
-			if gs.Expired {
-				for _, pt := range g.parts {
-					s.removePartLocked(g, pt)
-				}
-				g.expired = true
-			}
-		}
-		s.mu.Unlock()
-		n++
+// Restore adds one persisted group to the store, validated like a push and within the limits
+// and byte budget (a refusal is an *Error; a group over the budget has Limit LimitBytes). The
+// group keeps its last push time, so expiry applies as if the relay had never stopped: a group
+// older than the TTL is restored expired, and one older than TTL+ForgetAfter is skipped
+// (restored false, no error). Call it before serving: between storing the group and restoring
+// its times, a concurrent push would be overwritten.
+func (s *MemoryStore) Restore(gs GroupSnapshot) (restored bool, err error) {
+	key, err := NewKey(gs.Labels)
+	if err != nil {
+		return false, err
 	}
-	return n, errs
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("group %s: %w", key.Excerpt(), err)
+		}
+	}()
+	now := s.now()
+	if s.opts.TTL > 0 && now.Sub(gs.LastPush) > s.opts.TTL+s.opts.ForgetAfter {
+		return false, nil // would be forgotten at once
+	}
+	var fams []*dto.MetricFamily
+	if !gs.Expired {
+		if fams, err = decodeFamilies(gs.Families, s.opts.Limits.MaxBytes); err != nil {
+			return false, &Error{Kind: KindInvalid, Msg: err.Error()}
+		}
+	}
+	p, err := s.prepare(key, fams)
+	if err == nil {
+		err = s.apply(p, PushRequest{Key: key, Replace: true, Client: "persistence file"}, now)
+	}
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.groups[key.id]; g != nil {
+		g.lastPush, g.lastFailure, g.lastError = gs.LastPush, gs.LastFailure, Truncate(gs.LastError, maxErrorText)
+		g.pushes, g.failures = gs.Pushes, gs.Failures
+		if gs.Expired {
+			for _, pt := range g.parts {
+				s.removePartLocked(g, pt)
+			}
+			g.expired = true
+		}
+	}
+	return true, nil
+}
+
+// decodeFamilies reads length-delimited MetricFamily messages, none larger than max (0: 256 MiB).
+func decodeFamilies(b []byte, max int64) ([]*dto.MetricFamily, error) {
+	if max <= 0 {
+		max = 256 << 20
+	}
+	var out []*dto.MetricFamily
+	r := bufio.NewReader(bytes.NewReader(b))
+	for {
+		mf := &dto.MetricFamily{}
+		err := protodelim.UnmarshalOptions{MaxSize: max}.UnmarshalFrom(r, mf)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("family %d: %s", len(out)+1, Truncate(err.Error(), maxErrorText))
+		}
+		out = append(out, mf)
+	}
 }

@@ -1,13 +1,15 @@
 // Package store holds pushed metric groups in memory and serves them as one exposition.
 //
-// A group is what one push URL addresses (its grouping key: job plus optional labels). Pushes are
-// validated and pre-rendered by Prepare outside the store's lock, so a push costs in proportion to
-// its own size, and a scrape copies pre-rendered bytes. A group that has not pushed for the TTL
-// leaves the exposition (its series go stale in Prometheus); its health series stay for
-// ForgetAfter more, then the group is forgotten.
+// A group is what one push URL addresses (its grouping key: job plus optional labels). The store
+// owns a push whole: Push validates the families, renders them (outside the store's lock, so a
+// push costs in proportion to its own size), applies the limits and the byte budget, stores
+// them, and records a refusal. A scrape copies pre-rendered bytes. A group that has not pushed
+// for the TTL leaves the exposition (its series go stale in Prometheus); its health series stay
+// for ForgetAfter more, then the group is forgotten.
 package store
 
 import (
+	"fmt"
 	"io"
 	"slices"
 	"sort"
@@ -17,25 +19,71 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Store is what the HTTP layer needs from storage. MemoryStore is the implementation.
+// Store is what the HTTP layer and the pull sources need from storage. MemoryStore is the
+// implementation.
 type Store interface {
-	// Apply stores a prepared push. With replace (PUT) the group's families are all replaced;
-	// without (POST) only the families the push carries. A refused push changes nothing.
-	Apply(p *Push, replace bool) error
+	// Push validates, renders and stores one push, within the store's limits and byte budget. A
+	// refused push changes nothing stored: it is recorded (see RecordRefusal) and returned as an
+	// *Error.
+	Push(req PushRequest) (PushResult, error)
+	// RecordRefusal notes a push refused before it reached Push (a URL or body that did not
+	// decode), for the group's health series or, for an unknown group, the recent refusals.
+	RecordRefusal(k Key, client string, err error)
 	// Delete removes the group and reports whether it existed.
 	Delete(k Key) bool
-	// RecordFailure notes a refused push for the group's health series, if the group exists.
-	RecordFailure(k Key, reason string)
 	// Groups describes every group, fresh or expired, sorted by key.
 	Groups() []GroupStatus
-	// WriteText, WriteProto and Gather expose every fresh group's samples merged by family with
-	// extra (the relay's own metrics, sorted by name) and the groups' health series.
+	// Usage tells how much of its limits the store uses, and the recent refusals of pushes to
+	// groups it does not hold.
+	Usage() Usage
+	// WriteText, WriteProto and WriteOpenMetrics expose every fresh group's samples merged by
+	// family with extra (the relay's own metrics, sorted by name) and the groups' health series.
 	WriteText(w io.Writer, extra []*dto.MetricFamily) error
 	WriteProto(w io.Writer, extra []*dto.MetricFamily) error
-	Gather(extra []*dto.MetricFamily) ([]*dto.MetricFamily, error)
+	WriteOpenMetrics(w io.Writer, extra []*dto.MetricFamily, format expfmt.Format) error
+}
+
+// PushRequest is one push: the families decoded from its body, for the group key.
+type PushRequest struct {
+	Key      Key
+	Families []*dto.MetricFamily
+	// Replace is PUT: the group's families are all replaced. Without it (POST) only the families
+	// the push carries are.
+	Replace bool
+	// Client says who pushed (a remote address, or "pull source <name>"): shown on the status
+	// page with the group and with refusals.
+	Client string
+}
+
+// PushResult is what an accepted push stored.
+type PushResult struct {
+	Series int   // series the push carries, as Prometheus counts them
+	Bytes  int64 // bytes its rendered samples take in the store
+}
+
+// Limits bound what the store holds. A zero field means no limit.
+type Limits struct {
+	// MaxGroups bounds the groups held. Expired groups never block a new one: the longest
+	// expired is forgotten to make room.
+	MaxGroups int
+	// MaxSeriesPerGroup bounds one group's series (histogram buckets and summary quantiles
+	// count, as Prometheus counts series).
+	MaxSeriesPerGroup int
+	// MaxBytes is the byte budget: the memory every group's rendered samples and bookkeeping
+	// take together. A push that would pass it is refused.
+	MaxBytes int64
+	// LabelLimit bounds the labels of one series, its name and grouping labels included;
+	// LabelNameLengthLimit and LabelValueLengthLimit bound each label's name and value (the
+	// metric name counts as a value), as Prometheus's scrape limits of the same names do.
+	LabelLimit            int
+	LabelNameLengthLimit  int
+	LabelValueLengthLimit int
+	// HelpLengthLimit bounds a family's HELP text.
+	HelpLengthLimit int
 }
 
 // Options configure a MemoryStore. The zero value keeps groups forever without limits.
@@ -44,8 +92,10 @@ type Options struct {
 	TTL time.Duration
 	// ForgetAfter is how long an expired group's health series stay before it is forgotten.
 	ForgetAfter time.Duration
-	// MaxGroups and MaxSeriesPerGroup bound memory; 0 means no limit.
-	MaxGroups, MaxSeriesPerGroup int
+	Limits      Limits
+	// LimitNames name, for the pusher, the setting that raises each limit (a flag of the
+	// relay's, say); a refusal that hits the limit ends with it in parentheses.
+	LimitNames map[Limit]string
 	// Reserved families: the relay's own metrics. A push may add samples to one of them only with
 	// the same type; the family's HELP is the relay's.
 	Reserved []*dto.MetricFamily
@@ -58,22 +108,53 @@ type GroupStatus struct {
 	Key         Key
 	LastPush    time.Time
 	LastFailure time.Time
-	LastError   string
+	LastError   string // bounded excerpt
+	LastClient  string // who pushed last, successfully or not
 	Pushes      uint64
 	Failures    uint64
 	Series      int
+	Bytes       int64
 	Fresh       bool
 	// ExpiresAt is when the group leaves the exposition (zero without TTL).
 	ExpiresAt time.Time
 }
 
+// Usage is how much of its limits the store uses.
+type Usage struct {
+	Groups, FreshGroups int
+	Series              int
+	Bytes               int64
+	Limits              Limits
+	// Refusals are the latest pushes refused for groups the store does not hold (newest first):
+	// they have no row of their own on the status page.
+	Refusals []Refusal
+	// Expired counts groups that expired since the store was created.
+	Expired uint64
+}
+
+// Refusal is one refused push to a group the store does not hold.
+type Refusal struct {
+	Time   time.Time
+	Group  string // the key's excerpt, or "" when the URL did not name a group
+	Client string
+	Error  string // bounded excerpt
+}
+
+// maxErrorText bounds the refusal messages the store keeps (per group and in Refusals).
+const maxErrorText = 512
+
+// maxRefusals is how many refusals of unknown groups the store remembers.
+const maxRefusals = 16
+
 type group struct {
 	key         Key
 	parts       map[string]*part
 	series      int
+	bytes       int64 // what the group takes of the byte budget
 	lastPush    time.Time
 	lastFailure time.Time
 	lastError   string
+	lastClient  string
 	pushes      uint64
 	failures    uint64
 	expired     bool             // samples dropped; health kept until forgotten
@@ -117,6 +198,9 @@ type MemoryStore struct {
 	families map[string]*family
 	names    atomic.Pointer[[]string] // sorted family names; nil when the set of families changed
 	expired  uint64                   // groups expired so far
+	bytes    atomic.Int64             // the budget used; written under mu, read without it too
+	refusals []Refusal                // ring of the latest refusals of unknown groups
+	nextRef  int
 }
 
 // New returns an empty MemoryStore.
@@ -150,30 +234,61 @@ func newFamily(name string, typ dto.MetricType, help string) *family {
 	return f
 }
 
-// Apply implements Store.
-func (s *MemoryStore) Apply(p *Push, replace bool) error {
+// limitError is a refusal for hitting limit l, naming the setting that raises it.
+func (s *MemoryStore) limitError(kind Kind, l Limit, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	if name := s.opts.LimitNames[l]; name != "" {
+		msg += " (" + name + ")"
+	}
+	return &Error{Kind: kind, Limit: l, Msg: msg}
+}
+
+// Push implements Store.
+func (s *MemoryStore) Push(req PushRequest) (PushResult, error) {
+	p, err := s.prepare(req.Key, req.Families)
+	if err == nil {
+		err = s.apply(p, req, s.now())
+	}
+	if err != nil {
+		s.RecordRefusal(req.Key, req.Client, err)
+		return PushResult{}, err
+	}
+	return PushResult{Series: p.series, Bytes: p.bytes}, nil
+}
+
+// apply stores a prepared push. A refused push changes nothing.
+func (s *MemoryStore) apply(p *prepared, req PushRequest, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
 	s.sweepLocked(now)
 
-	g := s.groups[p.Key.id]
-	if g == nil && s.opts.MaxGroups > 0 && len(s.groups) >= s.opts.MaxGroups {
-		return &Error{Kind: KindFull, Msg: sprintf("the relay already holds %d groups (--store.max-groups); delete a group or raise the limit", len(s.groups))}
-	}
+	g := s.groups[p.key.id]
 	// Check everything before changing anything.
-	series := p.series
-	if !replace && g != nil {
-		series = g.series
-		for _, pt := range p.families {
-			if old := g.parts[pt.name]; old != nil {
-				series -= old.series
+	series, freed := p.series, int64(0)
+	if g != nil {
+		if req.Replace || g.expired {
+			series, freed = p.series, g.bytes-g.overhead()
+		} else {
+			series = g.series
+			for _, pt := range p.families {
+				if old := g.parts[pt.name]; old != nil {
+					series -= old.series
+					freed += old.size()
+				}
+				series += pt.series
 			}
-			series += pt.series
 		}
 	}
-	if max := s.opts.MaxSeriesPerGroup; max > 0 && series > max {
-		return &Error{Kind: KindTooLarge, Msg: sprintf("group %s would hold %d series, more than %d (--group.max-series)", p.Key, series, max)}
+	if max := s.opts.Limits.MaxSeriesPerGroup; max > 0 && series > max {
+		return s.limitError(KindTooLarge, LimitSeries, "group %s would hold %d series, more than the limit of %d per group", p.key.Excerpt(), series, max)
+	}
+	added := p.bytes - freed
+	if g == nil {
+		added += groupOverhead(p.key)
+	}
+	if max := s.opts.Limits.MaxBytes; max > 0 && added > 0 && s.bytes.Load()+added > max {
+		return s.limitError(KindTooLarge, LimitBytes, "the relay's store would hold %s, more than its budget of %s; delete groups you no longer need, push fewer series, or raise the budget",
+			formatBytes(s.bytes.Load()+added), formatBytes(max))
 	}
 	for _, pt := range p.families {
 		f := s.families[pt.name]
@@ -181,25 +296,29 @@ func (s *MemoryStore) Apply(p *Push, replace bool) error {
 			continue
 		}
 		if f.reserved {
-			return &Error{Kind: KindConflict, Msg: sprintf("metric family %q is one of the relay's own metrics, of type %s; push it as %s or rename it", pt.name, typeName(f.typ), typeName(f.typ))}
+			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("metric family %s is one of the relay's own metrics, of type %s; push it as %s or rename it", q(pt.name), typeName(f.typ), typeName(f.typ))}
 		}
 		for _, e := range f.parts {
 			if e.g != g {
-				return &Error{Kind: KindConflict, Msg: sprintf("metric family %q is pushed as %s, but group %s already pushed it as %s", pt.name, typeName(pt.typ), e.g.key, typeName(f.typ))}
+				return &Error{Kind: KindConflict, Msg: fmt.Sprintf("metric family %s is pushed as %s, but group %s already pushed it as %s", q(pt.name), typeName(pt.typ), e.g.key.Excerpt(), typeName(f.typ))}
 			}
 		}
 	}
 	if err := s.checkSeriesLocked(p, g); err != nil {
 		return err
 	}
-
 	if g == nil {
-		g = newGroup(p.Key)
-		s.groups[p.Key.id] = g
+		if max := s.opts.Limits.MaxGroups; max > 0 && len(s.groups) >= max && !s.forgetOldestExpiredLocked() {
+			return s.limitError(KindFull, LimitGroups, "the relay already holds %d groups, its limit; delete a group you no longer need or raise the limit", len(s.groups))
+		}
+		g = newGroup(p.key)
+		s.groups[p.key.id] = g
 		i := sort.Search(len(s.order), func(i int) bool { return s.order[i].key.id >= g.key.id })
 		s.order = slices.Insert(s.order, i, g)
+		s.addBytesLocked(g, g.overhead())
 	}
-	if replace || g.expired {
+
+	if req.Replace || g.expired {
 		// Families the push does not carry go; the others are replaced in place below.
 		for name, old := range g.parts {
 			if !p.has(name) {
@@ -212,8 +331,36 @@ func (s *MemoryStore) Apply(p *Push, replace bool) error {
 	}
 	g.expired = false
 	g.lastPush = now
+	g.lastClient = req.Client
 	g.pushes++
 	return nil
+}
+
+// forgetOldestExpiredLocked forgets the expired group that went quiet first, to make room for a
+// new group. It reports whether there was one.
+func (s *MemoryStore) forgetOldestExpiredLocked() bool {
+	var oldest *group
+	for _, g := range s.order {
+		if g.expired && (oldest == nil || g.lastPush.Before(oldest.lastPush)) {
+			oldest = g
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	s.dropLocked(oldest)
+	return true
+}
+
+// groupOverhead estimates the memory of a group's bookkeeping: its key, rendered labels, maps
+// and health series.
+func groupOverhead(k Key) int64 { return int64(512 + 3*k.size()) }
+
+func (g *group) overhead() int64 { return groupOverhead(g.key) }
+
+func (s *MemoryStore) addBytesLocked(g *group, n int64) {
+	g.bytes += n
+	s.bytes.Add(n)
 }
 
 // newGroup returns an empty group with its labels rendered for the health series.
@@ -261,13 +408,16 @@ func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 		pt.help = f.help
 	}
 	if i, ok := f.find(g); ok {
-		g.series -= f.parts[i].pt.series
+		old := f.parts[i].pt
+		g.series -= old.series
+		s.addBytesLocked(g, -old.size())
 		f.parts[i].pt = pt
 	} else {
 		f.parts = slices.Insert(f.parts, i, entry{g, pt})
 	}
 	g.parts[pt.name] = pt
 	g.series += pt.series
+	s.addBytesLocked(g, pt.size())
 }
 
 func (s *MemoryStore) removePartLocked(g *group, pt *part) {
@@ -281,6 +431,7 @@ func (s *MemoryStore) removePartLocked(g *group, pt *part) {
 	}
 	delete(g.parts, pt.name)
 	g.series -= pt.series
+	s.addBytesLocked(g, -pt.size())
 }
 
 // checkSeriesLocked refuses a push to g that carries a series another group already exposes.
@@ -288,10 +439,10 @@ func (s *MemoryStore) removePartLocked(g *group, pt *part) {
 // label they share can expose the same series (a push of {job="a"} with a series labelled
 // instance="x" and the group {job="a",instance="x"}); groups with distinct instances never
 // need comparing.
-func (s *MemoryStore) checkSeriesLocked(p *Push, g *group) error {
+func (s *MemoryStore) checkSeriesLocked(p *prepared, g *group) error {
 	var pushed map[uint64]string
 	for _, other := range s.order {
-		if other == g || len(other.parts) == 0 || !compatible(other.key, p.Key) {
+		if other == g || len(other.parts) == 0 || !compatible(other.key, p.key) {
 			continue
 		}
 		if pushed == nil {
@@ -305,7 +456,7 @@ func (s *MemoryStore) checkSeriesLocked(p *Push, g *group) error {
 		for _, opt := range other.parts {
 			for _, h := range opt.hashes {
 				if name, ok := pushed[h]; ok {
-					return &Error{Kind: KindConflict, Msg: sprintf("metric family %q: a series of this push is already exposed by group %s (give the groups distinct labels)", name, other.key)}
+					return &Error{Kind: KindConflict, Msg: fmt.Sprintf("metric family %s: a series of this push is already exposed by group %s (give the groups distinct labels)", q(name), other.key.Excerpt())}
 				}
 			}
 		}
@@ -349,21 +500,34 @@ func (s *MemoryStore) dropLocked(g *group) {
 	for _, pt := range g.parts {
 		s.removePartLocked(g, pt)
 	}
+	s.addBytesLocked(g, -g.bytes)
 	delete(s.groups, g.key.id)
 	if i, ok := slices.BinarySearchFunc(s.order, g.key.id, func(o *group, id string) int { return strings.Compare(o.key.id, id) }); ok {
 		s.order = slices.Delete(s.order, i, i+1)
 	}
 }
 
-// RecordFailure implements Store.
-func (s *MemoryStore) RecordFailure(k Key, reason string) {
+// RecordRefusal implements Store.
+func (s *MemoryStore) RecordRefusal(k Key, client string, err error) {
+	msg := Truncate(err.Error(), maxErrorText)
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if g := s.groups[k.id]; g != nil {
-		g.lastFailure = s.now()
-		g.lastError = reason
+	if g := s.groups[k.id]; g != nil && !k.IsZero() {
+		g.lastFailure, g.lastError, g.lastClient = now, msg, client
 		g.failures++
+		return
 	}
+	r := Refusal{Time: now, Client: Truncate(client, maxQuoted), Error: msg}
+	if !k.IsZero() {
+		r.Group = k.Excerpt()
+	}
+	if len(s.refusals) < maxRefusals {
+		s.refusals = append(s.refusals, r)
+	} else {
+		s.refusals[s.nextRef] = r
+	}
+	s.nextRef = (s.nextRef + 1) % maxRefusals
 }
 
 func (s *MemoryStore) fresh(g *group, now time.Time) bool {
@@ -400,30 +564,23 @@ func (s *MemoryStore) sweepLocked(now time.Time) int {
 	return n
 }
 
-// ExpiredTotal is how many groups have expired since the store was created.
-func (s *MemoryStore) ExpiredTotal() uint64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.expired
-}
-
 // Groups implements Store.
 func (s *MemoryStore) Groups() []GroupStatus {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	now := s.now()
 	out := make([]GroupStatus, 0, len(s.groups))
-	for _, g := range s.groups {
+	for _, g := range s.order {
 		out = append(out, s.statusLocked(g, now))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key.id < out[j].Key.id })
 	return out
 }
 
 func (s *MemoryStore) statusLocked(g *group, now time.Time) GroupStatus {
 	st := GroupStatus{
 		Key: g.key, LastPush: g.lastPush, LastFailure: g.lastFailure, LastError: g.lastError,
-		Pushes: g.pushes, Failures: g.failures, Fresh: s.fresh(g, now),
+		LastClient: g.lastClient, Pushes: g.pushes, Failures: g.failures, Fresh: s.fresh(g, now),
+		Bytes: g.bytes,
 	}
 	if st.Fresh {
 		st.Series = g.series
@@ -432,6 +589,26 @@ func (s *MemoryStore) statusLocked(g *group, now time.Time) GroupStatus {
 		st.ExpiresAt = g.lastPush.Add(s.opts.TTL)
 	}
 	return st
+}
+
+// Usage implements Store.
+func (s *MemoryStore) Usage() Usage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	now := s.now()
+	u := Usage{Groups: len(s.groups), Bytes: s.bytes.Load(), Limits: s.opts.Limits, Expired: s.expired}
+	for _, g := range s.order {
+		if s.fresh(g, now) {
+			u.FreshGroups++
+			u.Series += g.series
+		}
+	}
+	n := len(s.refusals)
+	for i := range n {
+		// Newest first: the newest is just before the ring's next slot.
+		u.Refusals = append(u.Refusals, s.refusals[((s.nextRef-1-i)%n+n)%n])
+	}
+	return u
 }
 
 // sortedNamesLocked returns the stored family names in order, rebuilding the cache when the set
@@ -447,4 +624,18 @@ func (s *MemoryStore) sortedNamesLocked() []string {
 	sort.Strings(names)
 	s.names.Store(&names)
 	return names
+}
+
+// formatBytes renders a byte count for messages: 512 B, 64.0 MiB.
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }

@@ -55,14 +55,11 @@ func benchStore(tb testing.TB, groups int) (*MemoryStore, int) {
 	s := New(Options{Reserved: own})
 	series := 0
 	for i := 0; i < groups; i++ {
-		p, err := Prepare(MustKey("job", "bench", "instance", fmt.Sprintf("g%03d", i)), fams, 0)
+		res, err := s.Push(PushRequest{Key: MustKey("job", "bench", "instance", fmt.Sprintf("g%03d", i)), Families: fams, Replace: true})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if err := s.Apply(p, true); err != nil {
-			tb.Fatal(err)
-		}
-		series += p.Series()
+		series += res.Series
 	}
 	return s, series
 }
@@ -110,9 +107,10 @@ func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); re
 func BenchmarkPrepare(b *testing.B) {
 	fams := loadBenchPayload(b)
 	key := MustKey("job", "bench", "instance", "g000")
+	s := New(Options{})
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if _, err := Prepare(key, fams, 0); err != nil {
+		if _, err := s.prepare(key, fams); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -124,14 +122,15 @@ func BenchmarkApply(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("groups=%d", n), func(b *testing.B) {
 			s, _ := benchStore(b, n)
-			p, err := Prepare(MustKey("job", "bench", "instance", "g000"), fams, 0)
+			req := PushRequest{Key: MustKey("job", "bench", "instance", "g000"), Replace: true}
+			p, err := s.prepare(req.Key, fams)
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if err := s.Apply(p, true); err != nil {
+				if err := s.apply(p, req, s.now()); err != nil {
 					b.Fatal(err)
 				}
 			}

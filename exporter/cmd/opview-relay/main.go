@@ -5,15 +5,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -21,8 +17,6 @@ import (
 	"github.com/alecthomas/units"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
-	"github.com/prometheus/exporter-toolkit/web"
-	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/opview/opview/exporter/relay"
 )
@@ -51,6 +45,8 @@ so dashboards never show frozen values.`)
 	app.ErrorWriter(stderr)
 	app.Terminate(nil)
 	app.HelpFlag.Short('h')
+	// Without a command, --help describes every command and its flags: serve is the default.
+	app.UsageTemplate(kingpin.LongHelpTemplate)
 	app.Version(relay.Version())
 	logCfg := &promslog.Config{Style: promslog.SlogStyle, Writer: stderr}
 	promslogflag.AddFlags(app, logCfg)
@@ -74,47 +70,6 @@ so dashboards never show frozen values.`)
 	}
 	fmt.Fprintf(stderr, "opview-relay: unknown command %q\n", chosen)
 	return 2
-}
-
-func serveCommand(app *kingpin.Application) command {
-	cmd := app.Command("serve", "Accept pushes and expose them on /metrics (the default command).").Default()
-	webCfg := kingpinflag.AddFlags(cmd, ":9091")
-	ttl := durationFlag(cmd, "group.ttl", "A group that has not pushed for this long leaves /metrics, so its series go stale in Prometheus. 0 keeps groups forever (Pushgateway's behaviour).",
-		relay.DefaultGroupTTL)
-	forget := durationFlag(cmd, "group.forget-after", "How long an expired group's health series (push_time_seconds, opview_relay_group_fresh=0, ...) stay after it expired.",
-		relay.DefaultForgetAfter)
-	maxBody := bytesFlag(cmd, "push.max-body-bytes", "Largest push body accepted, before and after gzip decompression (e.g. 16MiB).",
-		relay.DefaultMaxBodyBytes)
-	maxSeries := cmd.Flag("group.max-series", "Most series one group may hold (histogram buckets count). 0: no limit.").
-		Default(fmt.Sprint(relay.DefaultMaxSeries)).Int()
-	maxGroups := cmd.Flag("store.max-groups", "Most groups the relay holds. 0: no limit.").
-		Default(fmt.Sprint(relay.DefaultMaxGroups)).Int()
-	extras := addServeExtras(cmd)
-
-	return command{clause: cmd, action: func(ctx context.Context, logger *slog.Logger) int {
-		switch {
-		case *ttl < 0:
-			return usageError(logger, "--group.ttl must not be negative")
-		case *forget < 0:
-			return usageError(logger, "--group.forget-after must not be negative")
-		case *maxBody <= 0:
-			return usageError(logger, "--push.max-body-bytes must be positive")
-		case *maxSeries < 0 || *maxGroups < 0:
-			return usageError(logger, "--group.max-series and --store.max-groups must not be negative")
-		}
-		cfg := relay.Config{
-			GroupTTL: *ttl, ForgetAfter: *forget, MaxBodyBytes: *maxBody,
-			MaxSeries: *maxSeries, MaxGroups: *maxGroups, Logger: logger,
-			Settings: map[string]string{
-				"group.ttl": ttl.String(), "push.max-body-bytes": units.Base2Bytes(*maxBody).String(),
-				"group.max-series": fmt.Sprint(*maxSeries), "store.max-groups": fmt.Sprint(*maxGroups),
-			},
-		}
-		if err := extras.apply(&cfg); err != nil {
-			return usageError(logger, err.Error())
-		}
-		return serve(ctx, relay.New(cfg), webCfg, logger)
-	}}
 }
 
 // durationFlag and bytesFlag parse like kingpin's Duration and Bytes but name the flag in
@@ -147,6 +102,7 @@ func bytesFlag(cmd *kingpin.CmdClause, name, help string, def int64) *int64 {
 
 type namedValue struct {
 	name, shown string
+	given       bool // set from the command line, not from the default
 	set         func(string) (string, error)
 }
 
@@ -156,6 +112,7 @@ func (n *namedValue) Set(s string) error {
 		return fmt.Errorf("--%s: %w", n.name, err)
 	}
 	n.shown = shown
+	n.given = true
 	return nil
 }
 
@@ -164,50 +121,4 @@ func (n *namedValue) String() string { return n.shown }
 func usageError(logger *slog.Logger, msg string) int {
 	logger.Error(msg)
 	return 2
-}
-
-// defaultGOGC is the relay's garbage-collection target unless the GOGC environment variable
-// says otherwise. The relay's heap is mostly long-lived pre-rendered bytes; collecting at 50%
-// growth instead of Go's 100% keeps its resident memory per stored series at about half of
-// Pushgateway's for no measurable CPU per push (docs/benchmarks.md). Prometheus ships with 75.
-const defaultGOGC = 50
-
-func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, logger *slog.Logger) int {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGOGC)
-	}
-	srv := &http.Server{
-		Handler:           r.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go r.Run(ctx)
-
-	errc := make(chan error, 1)
-	go func() { errc <- web.ListenAndServe(srv, webCfg, logger) }()
-	logger.Info("opview-relay started", "version", relay.Version(), "listen", strings.Join(*webCfg.WebListenAddresses, ","))
-	select {
-	case err := <-errc:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("serving", "err", err)
-			return 1
-		}
-		return 0
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Error("graceful shutdown", "err", err)
-		return 1
-	}
-	if err := r.Close(); err != nil {
-		logger.Error("saving the persistence file on shutdown", "err", err)
-		return 1
-	}
-	return 0
 }

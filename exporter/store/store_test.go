@@ -1,0 +1,319 @@
+package store_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opview/opview/exporter/store"
+)
+
+func gauge(name string, v float64, labels ...string) *dto.MetricFamily {
+	m := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(v)}}
+	for i := 0; i+1 < len(labels); i += 2 {
+		m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(labels[i]), Value: proto.String(labels[i+1])})
+	}
+	return &dto.MetricFamily{Name: proto.String(name), Help: proto.String("h"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{m}}
+}
+
+// histogram is a classic histogram with n buckets.
+func histogram(name string, n int) *dto.MetricFamily {
+	h := &dto.Histogram{SampleCount: proto.Uint64(uint64(n)), SampleSum: proto.Float64(1)}
+	for i := range n {
+		h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: proto.Float64(float64(i + 1)), CumulativeCount: proto.Uint64(uint64(i))})
+	}
+	return &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: h}}}
+}
+
+func push(s *store.MemoryStore, k store.Key, fams ...*dto.MetricFamily) error {
+	_, err := s.Push(store.PushRequest{Key: k, Families: fams, Replace: true, Client: "192.0.2.1:1234"})
+	return err
+}
+
+func mustPush(t *testing.T, s *store.MemoryStore, k store.Key, fams ...*dto.MetricFamily) {
+	t.Helper()
+	if err := push(s, k, fams...); err != nil {
+		t.Fatalf("push to %s: %v", k, err)
+	}
+}
+
+func text(t *testing.T, s *store.MemoryStore) string {
+	t.Helper()
+	var b strings.Builder
+	if err := s.WriteText(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// samples is the text exposition without the groups' health series, which record refusals.
+func samples(t *testing.T, s *store.MemoryStore) string {
+	t.Helper()
+	var keep []string
+	for _, l := range strings.Split(text(t, s), "\n") {
+		if !strings.Contains(l, "push_time_seconds") && !strings.Contains(l, "push_failure_time_seconds") && !strings.Contains(l, "opview_relay_group_") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// refused checks that err is a refusal of the kind (and limit, if any) wanted, whose message
+// contains want.
+func refused(t *testing.T, err error, kind store.Kind, limit store.Limit, want string) {
+	t.Helper()
+	var se *store.Error
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v; want a *store.Error", err)
+	}
+	if se.Kind != kind || se.Limit != limit || !strings.Contains(se.Msg, want) {
+		t.Fatalf("refusal %+v; want kind %d, limit %q, message containing %q", se, kind, limit, want)
+	}
+}
+
+func TestPushReplaceAndAdd(t *testing.T) {
+	s := store.New(store.Options{})
+	k := store.MustKey("job", "op")
+	mustPush(t, s, k, gauge("a", 1), gauge("b", 2))
+	if _, err := s.Push(store.PushRequest{Key: k, Families: []*dto.MetricFamily{gauge("a", 3)}}); err != nil {
+		t.Fatal(err)
+	}
+	got := text(t, s)
+	if !strings.Contains(got, `a{instance="",job="op"} 3`) || !strings.Contains(got, `b{instance="",job="op"} 2`) {
+		t.Fatalf("POST did not replace a and keep b:\n%s", got)
+	}
+	mustPush(t, s, k, gauge("a", 4))
+	if got := text(t, s); strings.Contains(got, "\nb{") {
+		t.Fatalf("PUT kept b:\n%s", got)
+	}
+	if g := s.Groups()[0]; g.LastClient != "192.0.2.1:1234" || g.Pushes != 3 || g.Series != 1 || g.Bytes <= 0 {
+		t.Errorf("group status %+v", g)
+	}
+}
+
+// TestRefusedPushLeavesTheStoreAsItWas runs every kind of refusal the store makes against a
+// store holding data, and checks the refusal's kind and limit, that the message is short, and
+// that nothing stored changed.
+func TestRefusedPushLeavesTheStoreAsItWas(t *testing.T) {
+	s := store.New(store.Options{Limits: store.Limits{
+		MaxGroups: 3, MaxSeriesPerGroup: 50, MaxBytes: 1 << 20,
+		LabelLimit: 8, LabelNameLengthLimit: 32, LabelValueLengthLimit: 128, HelpLengthLimit: 64,
+	}, LimitNames: map[store.Limit]string{store.LimitSeries: "--group.max-series"}})
+	a := store.MustKey("job", "a", "instance", "x")
+	mustPush(t, s, a, gauge("temp", 1, "room", "kitchen"))
+	mustPush(t, s, store.MustKey("job", "b"), &dto.MetricFamily{Name: proto.String("reqs_total"), Type: dto.MetricType_COUNTER.Enum(),
+		Metric: []*dto.Metric{{Counter: &dto.Counter{Value: proto.Float64(1)}}}})
+	before := samples(t, s)
+	long := strings.Repeat("v", 129)
+	manyLabels := gauge("m", 1, "l1", "1", "l2", "2", "l3", "3", "l4", "4", "l5", "5", "l6", "6")
+	dupLe := histogram("h", 3)
+	dupLe.Metric[0].Histogram.Bucket[2].UpperBound = proto.Float64(2)
+	unsortedDupLe := histogram("h", 3)
+	unsortedDupLe.Metric[0].Histogram.Bucket[0].UpperBound = proto.Float64(3)
+	unsortedDupLe.Metric[0].Histogram.Bucket[2].UpperBound = proto.Float64(2)
+	dupQuantile := &dto.MetricFamily{Name: proto.String("s"), Type: dto.MetricType_SUMMARY.Enum(), Metric: []*dto.Metric{{Summary: &dto.Summary{
+		Quantile: []*dto.Quantile{{Quantile: proto.Float64(0.5), Value: proto.Float64(1)}, {Quantile: proto.Float64(0.5), Value: proto.Float64(2)}},
+	}}}}
+	badSchema := &dto.MetricFamily{Name: proto.String("nh"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
+		Schema: proto.Int32(9), SampleCount: proto.Uint64(0), SampleSum: proto.Float64(0), ZeroThreshold: proto.Float64(1e-128),
+	}}}}
+	badSpans := &dto.MetricFamily{Name: proto.String("nh"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
+		Schema: proto.Int32(3), SampleCount: proto.Uint64(2), SampleSum: proto.Float64(1),
+		PositiveSpan: []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(3)}}, PositiveDelta: []int64{1, 0},
+	}}}}
+	for _, c := range []struct {
+		name  string
+		key   store.Key
+		fams  []*dto.MetricFamily
+		kind  store.Kind
+		limit store.Limit
+		want  string
+	}{
+		{"type conflict", store.MustKey("job", "c"), []*dto.MetricFamily{gauge("reqs_total", 1)}, store.KindConflict, "", "already pushed it as counter"},
+		{"series of another group", store.MustKey("job", "a"), []*dto.MetricFamily{gauge("temp", 1, "room", "kitchen", "instance", "x")}, store.KindConflict, "", "already exposed by group"},
+		{"too many series", a, []*dto.MetricFamily{histogram("h", 60)}, store.KindTooLarge, store.LimitSeries, "(--group.max-series)"},
+		{"too many labels", a, []*dto.MetricFamily{manyLabels}, store.KindInvalid, store.LimitLabels, "more than the limit of 8"},
+		{"long label value", a, []*dto.MetricFamily{gauge("m", 1, "l", long)}, store.KindInvalid, store.LimitLabelValueLength, "129 bytes"},
+		{"long label name", a, []*dto.MetricFamily{gauge("m", 1, strings.Repeat("n", 33), "1")}, store.KindInvalid, store.LimitLabelNameLength, "33 bytes"},
+		{"long metric name", a, []*dto.MetricFamily{gauge(strings.Repeat("m", 129), 1)}, store.KindInvalid, store.LimitLabelValueLength, "metric name"},
+		{"long grouping value", store.MustKey("job", "a", "instance", long), []*dto.MetricFamily{gauge("m", 1)}, store.KindInvalid, store.LimitLabelValueLength, "129 bytes"},
+		{"long HELP", a, []*dto.MetricFamily{{Name: proto.String("m"), Help: proto.String(strings.Repeat("h", 65)), Type: dto.MetricType_GAUGE.Enum(), Metric: gauge("m", 1).Metric}}, store.KindInvalid, store.LimitHelpLength, "HELP"},
+		{"duplicate le", a, []*dto.MetricFamily{dupLe}, store.KindInvalid, "", "le=2 appears twice"},
+		{"duplicate le out of order", a, []*dto.MetricFamily{unsortedDupLe}, store.KindInvalid, "", "appears twice"},
+		{"duplicate quantile", a, []*dto.MetricFamily{dupQuantile}, store.KindInvalid, "", "quantile 0.5 appears twice"},
+		{"native schema", a, []*dto.MetricFamily{badSchema}, store.KindInvalid, "", "schema 9"},
+		{"native spans", a, []*dto.MetricFamily{badSpans}, store.KindInvalid, "", "spans need 3 buckets, have 2"},
+	} {
+		err := push(s, c.key, c.fams...)
+		refused(t, err, c.kind, c.limit, c.want)
+		if len(err.Error()) > 512 {
+			t.Errorf("%s: message of %d bytes: %.100s...", c.name, len(err.Error()), err)
+		}
+		if after := samples(t, s); after != before {
+			t.Fatalf("%s: the refused push changed the exposition", c.name)
+		}
+	}
+}
+
+func TestByteBudget(t *testing.T) {
+	s := store.New(store.Options{Limits: store.Limits{MaxBytes: 64 << 10}, LimitNames: map[store.Limit]string{store.LimitBytes: "--store.max-bytes"}})
+	mustPush(t, s, store.MustKey("job", "small"), gauge("g", 1))
+	var err error
+	i := 0
+	for ; err == nil && i < 1000; i++ {
+		err = push(s, store.MustKey("job", fmt.Sprintf("g%d", i)), histogram("h", 40))
+	}
+	refused(t, err, store.KindTooLarge, store.LimitBytes, "(--store.max-bytes)")
+	u := s.Usage()
+	if u.Bytes > 64<<10 || u.Bytes < 32<<10 {
+		t.Errorf("store holds %d bytes with a budget of %d", u.Bytes, 64<<10)
+	}
+	// Replacing a group with one of the same size still fits; deleting frees room.
+	mustPush(t, s, store.MustKey("job", "g0"), histogram("h", 40))
+	if !s.Delete(store.MustKey("job", "g0")) {
+		t.Fatal("delete")
+	}
+	if s.Usage().Bytes >= u.Bytes {
+		t.Errorf("delete freed nothing: %d then %d bytes", u.Bytes, s.Usage().Bytes)
+	}
+	mustPush(t, s, store.MustKey("job", "new"), histogram("h", 40))
+
+	// A push is refused before it is rendered when its labels alone pass the budget: a small
+	// body repeating a long grouping value in every series.
+	big := store.MustKey("job", "amplify", "v", strings.Repeat("x", 2000))
+	err = push(s, big, histogram("h", 5000))
+	refused(t, err, store.KindTooLarge, store.LimitBytes, "budget")
+	// The accounting returns to zero when everything goes.
+	for _, g := range s.Groups() {
+		s.Delete(g.Key)
+	}
+	if b := s.Usage().Bytes; b != 0 {
+		t.Errorf("empty store accounts %d bytes", b)
+	}
+}
+
+// TestExpiredGroupsNeverBlockNewOnes: at the group limit, an expired group is forgotten to make
+// room; only fresh groups can fill the store.
+func TestExpiredGroupsNeverBlockNewOnes(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	s := store.New(store.Options{TTL: time.Minute, ForgetAfter: time.Hour, Now: func() time.Time { return now }, Limits: store.Limits{MaxGroups: 2}})
+	mustPush(t, s, store.MustKey("job", "old"))
+	now = now.Add(10 * time.Second)
+	mustPush(t, s, store.MustKey("job", "older-but-fresh"))
+	refused(t, push(s, store.MustKey("job", "third")), store.KindFull, store.LimitGroups, "holds 2 groups")
+	now = now.Add(55 * time.Second) // "old" expired, the other is still fresh
+	mustPush(t, s, store.MustKey("job", "third"))
+	var keys []string
+	for _, g := range s.Groups() {
+		keys = append(keys, g.Key.String())
+	}
+	if strings.Join(keys, " ") != `{job="older-but-fresh"} {job="third"}` {
+		t.Fatalf("groups %v; want the expired one forgotten", keys)
+	}
+}
+
+func TestRefusalsAreRecorded(t *testing.T) {
+	s := store.New(store.Options{Limits: store.Limits{MaxSeriesPerGroup: 1}})
+	known := store.MustKey("job", "known")
+	mustPush(t, s, known, gauge("g", 1))
+	if err := push(s, known, gauge("g", 1, "a", "1"), gauge("h", 1)); err == nil {
+		t.Fatal("accepted")
+	}
+	if g := s.Groups()[0]; g.Failures != 1 || g.LastError == "" || g.LastClient != "192.0.2.1:1234" {
+		t.Errorf("refusal not on the group: %+v", g)
+	}
+	// A refused push to a group the store does not hold is kept in the recent refusals, bounded,
+	// with a bounded message.
+	for i := range 40 {
+		push(s, store.MustKey("job", fmt.Sprintf("new%d", i)), gauge("g", 1, "a", "1"), gauge("h", 1))
+	}
+	s.RecordRefusal(store.Key{}, "192.0.2.9:1", errors.New(strings.Repeat("long error ", 1000)))
+	u := s.Usage()
+	if len(u.Refusals) != 16 || u.Refusals[0].Client != "192.0.2.9:1" || u.Refusals[1].Group != `{job="new39"}` || len(u.Refusals[0].Error) > 600 {
+		t.Fatalf("refusals: %d, newest %+v", len(u.Refusals), u.Refusals[:2])
+	}
+	if len(s.Groups()) != 1 {
+		t.Errorf("a refused push created a group")
+	}
+}
+
+// TestMessagesQuoteBoundedExcerpts: whatever a push carries, the refusal is short.
+func TestMessagesQuoteBoundedExcerpts(t *testing.T) {
+	s := store.New(store.Options{})
+	huge := strings.Repeat("x", 1<<20)
+	for _, fams := range [][]*dto.MetricFamily{
+		{gauge("g", 1, "instance", huge)},                   // contradicts the key
+		{gauge("g", 1, "l", huge), gauge("g2", 1, "l", "")}, // fine: no limit set
+		{gauge("bad-"+huge, 1)},                             // invalid name
+		{gauge("g", 1, "bad-"+huge, "1")},                   // invalid label name
+		{gauge("g", 1, "l", huge), gauge("g", 2)},           // family twice
+	} {
+		err := push(s, store.MustKey("job", "a", "instance", "short"), fams...)
+		if err != nil && len(err.Error()) > 512 {
+			t.Errorf("message of %d bytes", len(err.Error()))
+		}
+	}
+}
+
+func TestValidNativeHistogramIsAccepted(t *testing.T) {
+	s := store.New(store.Options{})
+	nh := &dto.MetricFamily{Name: proto.String("nh"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
+		Schema: proto.Int32(3), SampleCount: proto.Uint64(3), SampleSum: proto.Float64(1.5), ZeroThreshold: proto.Float64(1e-128), ZeroCount: proto.Uint64(1),
+		PositiveSpan: []*dto.BucketSpan{{Offset: proto.Int32(-2), Length: proto.Uint32(1)}, {Offset: proto.Int32(3), Length: proto.Uint32(1)}}, PositiveDelta: []int64{1, 0},
+	}}}}
+	mustPush(t, s, store.MustKey("job", "a"), nh)
+	custom := &dto.MetricFamily{Name: proto.String("nhcb"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
+		Schema: proto.Int32(-53), SampleCount: proto.Uint64(2), SampleSum: proto.Float64(math.NaN()),
+		PositiveSpan: []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(2)}}, PositiveDelta: []int64{1, 0},
+	}}}}
+	mustPush(t, s, store.MustKey("job", "b"), custom)
+}
+
+// TestOpenMetricsIsStreamedAndParses: the OpenMetrics exposition of a family larger than the
+// encoder's batch is one family with one header, and parses.
+func TestOpenMetricsIsStreamedAndParses(t *testing.T) {
+	s := store.New(store.Options{})
+	for i := range 30 {
+		fam := &dto.MetricFamily{Name: proto.String("big_total"), Help: proto.String("Big."), Type: dto.MetricType_COUNTER.Enum()}
+		for j := range 2000 {
+			fam.Metric = append(fam.Metric, &dto.Metric{Label: []*dto.LabelPair{{Name: proto.String("j"), Value: proto.String(fmt.Sprint(j))}}, Counter: &dto.Counter{Value: proto.Float64(1)}})
+		}
+		mustPush(t, s, store.MustKey("job", fmt.Sprintf("g%d", i)), fam, gauge("big", 1))
+	}
+	var b bytes.Buffer
+	if err := s.WriteOpenMetrics(&b, nil, expfmt.NewFormat(expfmt.TypeOpenMetrics)); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if b.Len() < 2<<20 {
+		t.Fatalf("exposition of %d bytes: too small to have needed batches", b.Len())
+	}
+	if n := strings.Count(out, "# TYPE big_total "); n != 1 {
+		t.Errorf("%d TYPE lines for big_total", n)
+	}
+	if !strings.HasSuffix(out, "# EOF\n") || strings.Count(out, "# EOF") != 1 {
+		t.Errorf("exposition does not end with one # EOF")
+	}
+	// big_total collides with big in OpenMetrics: it is sent unknown-typed, as big_total.
+	if !strings.Contains(out, "# TYPE big_total unknown") {
+		t.Errorf("colliding counter not sent as unknown:\n%.300s", out)
+	}
+	if n := strings.Count(out, "\nbig_total{"); n != 60000 {
+		t.Errorf("%d big_total samples, want 60000", n)
+	}
+	// The text parser of Prometheus's common module reads the same samples from the text format.
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text(t, s)))
+	if err != nil || len(fams["big_total"].GetMetric()) != 60000 {
+		t.Fatalf("text exposition: %v", err)
+	}
+}

@@ -64,6 +64,7 @@ IMAGE_TAR   ?= dist/opview-relay-image.tar
 IMAGE_BIN   := dist/image/linux-$(IMAGE_ARCH)/opview-relay
 GRAFANA_ADMIN_ENV   := deploy/k3s/secrets/grafana-admin.env
 PROMETHEUS_HTPASSWD := deploy/traefik/secrets/prometheus.htpasswd
+RELAY_WRITE_TOKEN   := deploy/k3s/secrets/relay-write-token
 
 .PHONY: image
 image: build ## Build the relay image tarball (dist/opview-relay-image.tar) in pure Go, for k3s ctr images import.
@@ -73,7 +74,7 @@ image: build ## Build the relay image tarball (dist/opview-relay-image.tar) in p
 	$(GO) run ./hack/image -binary $(IMAGE_BIN) -image $(IMAGE):$(IMAGE_TAG) -out $(IMAGE_TAR)
 
 .PHONY: secret
-secret: ## Generate the Grafana admin and Prometheus basic-auth credentials (git-ignored; existing ones are kept).
+secret: ## Generate the Grafana admin and Prometheus basic-auth credentials and the relay's write token (git-ignored; existing ones are kept).
 	@umask 077; \
 	if [ -s $(GRAFANA_ADMIN_ENV) ]; then echo "kept $(GRAFANA_ADMIN_ENV)"; else \
 	  pw=$$(openssl rand -base64 24 | tr -d '/+='); \
@@ -83,7 +84,10 @@ secret: ## Generate the Grafana admin and Prometheus basic-auth credentials (git
 	  pw=$$(openssl rand -base64 24 | tr -d '/+='); \
 	  printf 'admin:%s\n' "$$(openssl passwd -apr1 "$$pw")" > $(PROMETHEUS_HTPASSWD); \
 	  printf '%s\n' "$$pw" > $(PROMETHEUS_HTPASSWD).password; \
-	  echo "wrote $(PROMETHEUS_HTPASSWD): Prometheus login admin / $$pw (also in $(PROMETHEUS_HTPASSWD).password)"; fi
+	  echo "wrote $(PROMETHEUS_HTPASSWD): Prometheus login admin / $$pw (also in $(PROMETHEUS_HTPASSWD).password)"; fi; \
+	if [ -s $(RELAY_WRITE_TOKEN) ]; then echo "kept $(RELAY_WRITE_TOKEN)"; else \
+	  openssl rand -hex 32 > $(RELAY_WRITE_TOKEN); \
+	  echo "wrote $(RELAY_WRITE_TOKEN): the relay's write token; copy it to each laptop that pushes (docs/install.md)"; fi
 
 .PHONY: fuzz
 fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).

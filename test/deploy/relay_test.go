@@ -65,9 +65,19 @@ func TestRelaySidecarArgs(t *testing.T) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	var args []string
-	var sawListen, sawState bool
+	var sawListen, sawState, sawToken bool
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(secretFixtures["deploy/k3s/secrets/relay-write-token"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range relay.Args {
 		switch {
+		case strings.HasPrefix(a, "--web.write-token-file="):
+			path := strings.TrimPrefix(a, "--web.write-token-file=")
+			if !mountedFrom(relay.VolumeMounts, path, "relay-write-token") {
+				t.Errorf("--web.write-token-file=%s is not in the relay-write-token volume's mount", path)
+			}
+			a, sawToken = "--web.write-token-file="+tokenFile, true
 		case strings.HasPrefix(a, "--web.listen-address="):
 			a, sawListen = "--web.listen-address="+addr, true
 		case strings.HasPrefix(a, "--persistence.file="):
@@ -84,6 +94,19 @@ func TestRelaySidecarArgs(t *testing.T) {
 	}
 	if !sawState {
 		t.Error("relay args lack --persistence.file: pushed groups and API-added sources would not survive a restart")
+	}
+	if !sawToken {
+		t.Error("relay args lack --web.write-token-file: anyone on the LAN could push, delete and register sources")
+	}
+	var memLimit bool
+	for _, e := range relay.Env {
+		if e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil &&
+			e.ValueFrom.ResourceFieldRef.Resource == "limits.memory" && e.ValueFrom.ResourceFieldRef.ContainerName == "relay" {
+			memLimit = true
+		}
+	}
+	if !memLimit || relay.Resources.Limits.Memory().IsZero() {
+		t.Error("relay: want GOMEMLIMIT from the container's memory limit (downward API), so that the byte budget follows the pod's limit")
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,6 +156,25 @@ func TestRelaySidecarArgs(t *testing.T) {
 	if !strings.Contains(string(body), "opview_relay_build_info") {
 		t.Errorf("relay /metrics lacks opview_relay_build_info:\n%.500s", body)
 	}
+	// With the bundle's arguments a push without the token is refused.
+	resp, err = client.Post("http://"+addr+"/metrics/job/x", "text/plain", strings.NewReader("x 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("push without the token: HTTP %d, want 401", resp.StatusCode)
+	}
+}
+
+// mountedFrom reports whether p lies under a mount of the named volume.
+func mountedFrom(mounts []corev1.VolumeMount, p, volume string) bool {
+	for _, m := range mounts {
+		if m.Name == volume && strings.HasPrefix(p, strings.TrimSuffix(m.MountPath, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func underMount(mounts []corev1.VolumeMount, p string) bool {

@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -27,6 +29,7 @@ type Bundle struct {
 	TraefikConfig *unstructured.Unstructured   // deploy/traefik/traefik-config.yaml (kube-system)
 
 	PrometheusUser, PrometheusPassword string // the basic-auth account written for the test
+	RelayToken                         string // the relay's write token written for the test
 }
 
 // RenderBundle copies deploy/ and dashboards/ to dir, writes the git-ignored secrets that
@@ -40,7 +43,7 @@ func RenderBundle(t *testing.T, dir string) *Bundle {
 			t.Fatalf("copying %s: %v", sub, err)
 		}
 	}
-	b := &Bundle{PrometheusUser: "e2e", PrometheusPassword: "e2e-" + randomHex(8)}
+	b := &Bundle{PrometheusUser: "e2e", PrometheusPassword: "e2e-" + randomHex(8), RelayToken: randomHex(16)}
 	hash, err := bcrypt.GenerateFromPassword([]byte(b.PrometheusPassword), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +51,7 @@ func RenderBundle(t *testing.T, dir string) *Bundle {
 	secrets := map[string]string{
 		"deploy/k3s/secrets/grafana-admin.env":       "admin-user=admin\nadmin-password=" + randomHex(12) + "\n",
 		"deploy/traefik/secrets/prometheus.htpasswd": b.PrometheusUser + ":" + string(hash) + "\n",
+		"deploy/k3s/secrets/relay-write-token":        b.RelayToken + "\n",
 	}
 	for name, content := range secrets {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o600); err != nil {
@@ -163,6 +167,21 @@ func PlayKubelet(t *testing.T, objs []*unstructured.Unstructured, deployment, di
 					t.Fatal(err)
 				}
 			}
+		case v.Secret != nil:
+			sec := Find(objs, "Secret", v.Secret.SecretName)
+			if sec == nil {
+				t.Fatalf("Deployment %s volume %s: no Secret %s in the bundle", deployment, v.Name, v.Secret.SecretName)
+			}
+			data, _, _ := unstructured.NestedStringMap(sec.Object, "data")
+			for k, val := range data {
+				raw, err := base64.StdEncoding.DecodeString(val)
+				if err != nil {
+					t.Fatalf("Secret %s key %s: %v", v.Secret.SecretName, k, err)
+				}
+				if err := os.WriteFile(filepath.Join(vdir, k), raw, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 		case v.PersistentVolumeClaim != nil, v.EmptyDir != nil:
 			// an empty folder, as a fresh claim
 		default:
@@ -174,10 +193,15 @@ func PlayKubelet(t *testing.T, objs []*unstructured.Unstructured, deployment, di
 		ct := &Container{Name: c.Name, Image: c.Image, Ports: map[string]int32{}, Mounts: map[string]string{}}
 		vars := map[string]string{}
 		for _, e := range c.Env {
-			if e.ValueFrom != nil {
-				t.Fatalf("Deployment %s container %s env %s: valueFrom is not played by the e2e", deployment, c.Name, e.Name)
+			switch {
+			case e.ValueFrom == nil:
+				vars[e.Name] = expandVars(e.Value, vars)
+			case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
+				// The downward API gives the limit in bytes (divisor 1).
+				vars[e.Name] = strconv.FormatInt(c.Resources.Limits.Memory().Value(), 10)
+			default:
+				t.Fatalf("Deployment %s container %s env %s: this valueFrom is not played by the e2e", deployment, c.Name, e.Name)
 			}
-			vars[e.Name] = expandVars(e.Value, vars)
 			ct.Env = append(ct.Env, e.Name+"="+vars[e.Name])
 		}
 		for _, m := range c.VolumeMounts {

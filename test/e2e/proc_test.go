@@ -214,12 +214,15 @@ func HTTPGet(ctx context.Context, client *http.Client, url, host string, header 
 
 // HTTPPut sends body to url with the given Content-Type and returns the status, or an error for
 // transport failures.
-func HTTPPut(ctx context.Context, url, contentType, body string) (int, error) {
+func HTTPPut(ctx context.Context, url, contentType, body string, header ...string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, strings.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", contentType)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err

@@ -123,6 +123,31 @@ func TestUserPath(t *testing.T) {
 	// exporter/pusher and serves no /metrics at all. Both reach the relay through Traefik's relay
 	// entrypoint.
 	relayURL := "http://" + tr.Addr("relay")
+	// The bundle's relay requires the write token that `make secret` writes; the laptop-side
+	// tools read it from a file, as docs/install.md tells users to copy it.
+	tokenFile := filepath.Join(c.Dir, "relay-write-token")
+	if err := os.WriteFile(tokenFile, []byte(b.RelayToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth := []string{"Authorization", "Bearer " + b.RelayToken}
+	// Without the token, a push and a source registration through Traefik are refused.
+	WaitFor(t, "an unauthenticated push and source registration to be refused", time.Minute, func(ctx context.Context) error {
+		code, err := HTTPPut(ctx, relayURL+"/metrics/job/intruder", textFormat, "intruder 1\n")
+		if err != nil {
+			return err
+		}
+		if code != http.StatusUnauthorized {
+			return fmt.Errorf("push without the token: HTTP %d, want 401", code)
+		}
+		code, err = HTTPPut(ctx, relayURL+"/api/v1/sources/intruder", "application/json", `{"url":"http://`+NodeIP+`:1/metrics"}`)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusUnauthorized {
+			return fmt.Errorf("source registration without the token: HTTP %d, want 401", code)
+		}
+		return nil
+	}, relayProc, tr.Proc)
 	type operator struct{ job, instance, metrics string }
 	ops := []operator{{"sample-operator", "laptop-a", "127.0.0.1:8180"}, {"sample-operator-b", "laptop-b", "0"}}
 	opA, opB := ops[0], ops[1]
@@ -136,8 +161,8 @@ func TestUserPath(t *testing.T) {
 	opProcs[opA.job] = c.Procs.Start(opA.job, operatorBin, opArgs(opA, "--webhook-host=127.0.0.1", "--webhook-port=9443", "--webhook-cert-path="+whCerts)...)
 	WaitFor(t, opA.job+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, opA.metrics) }, opProcs[opA.job])
 	forwarders := map[string]*Proc{opA.job: c.Procs.Start("forward-"+opA.job, relayBin, "forward", "--from=http://"+opA.metrics+"/metrics",
-		"--to="+relayURL, "--job="+opA.job, "--instance="+opA.instance, "--interval="+forwardInterval.String())}
-	opProcs[opB.job] = c.Procs.Start(opB.job, operatorBin, opArgs(opB, "--push-to="+relayURL, "--push-job="+opB.job,
+		"--to="+relayURL, "--to.token-file="+tokenFile, "--job="+opA.job, "--instance="+opA.instance, "--interval="+forwardInterval.String())}
+	opProcs[opB.job] = c.Procs.Start(opB.job, operatorBin, opArgs(opB, "--push-to="+relayURL, "--push-token-file="+tokenFile, "--push-job="+opB.job,
 		"--push-instance="+opB.instance, "--push-interval=10s")...)
 
 	// The API server calls the first operator's webhook for labelled ConfigMaps: one denied, one admitted.
@@ -191,7 +216,7 @@ webhooks:
 		"--metrics-secure=false", "--health-probe-bind-address=0", "--leader-elect=false")
 	WaitFor(t, pullJob+" metrics", time.Minute, func(ctx context.Context) error { return DialOK(ctx, pullAddr) }, pullProc)
 	WaitFor(t, "registering the pull source through Traefik", time.Minute, func(ctx context.Context) error {
-		code, err := HTTPPut(ctx, relayURL+"/api/v1/sources/"+pullJob, "application/json", `{"url":"http://`+pullAddr+`/metrics"}`)
+		code, err := HTTPPut(ctx, relayURL+"/api/v1/sources/"+pullJob, "application/json", `{"url":"http://`+pullAddr+`/metrics"}`, auth...)
 		if err != nil {
 			return err
 		}
@@ -262,7 +287,7 @@ spec:
 	// keeps the group's samples and records the failure (push_failure_time_seconds, the relay
 	// dashboard's "since last failure" column).
 	WaitFor(t, "a garbage push to "+opA.job+"'s group to be refused", time.Minute, func(ctx context.Context) error {
-		code, err := HTTPPut(ctx, relayURL+"/metrics/job/"+opA.job+"/instance/"+opA.instance, textFormat, "not an exposition {\n")
+		code, err := HTTPPut(ctx, relayURL+"/metrics/job/"+opA.job+"/instance/"+opA.instance, textFormat, "not an exposition {\n", auth...)
 		if err != nil {
 			return err
 		}

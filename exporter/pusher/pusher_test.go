@@ -39,7 +39,8 @@ func TestPusherPushesThenDeletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, url := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	r, url := srv.Relay, srv.URL
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "controller_runtime_reconcile_total", Help: "Reconciles."}, []string{"controller", "result"})
 	reg.MustRegister(c)
@@ -76,7 +77,8 @@ func TestPusherSurvivesRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, url := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	r, url := srv.Relay, srv.URL
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "up_ish", Help: "x"}, func() float64 { return 1 }))
 	p, err := pusher.New(pusher.Config{URL: url, Job: "op", Instance: "i", Gatherer: reg, Interval: 10 * time.Millisecond, Token: "wrong"})

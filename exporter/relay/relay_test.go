@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/opview/opview/exporter/relay"
 	"github.com/opview/opview/exporter/store"
 	"github.com/opview/opview/internal/promtest"
+	"github.com/opview/opview/internal/relaytest"
 )
 
 // clock is a settable clock for expiry tests.
@@ -36,14 +36,6 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
-}
-
-func newRelay(t *testing.T, cfg relay.Config) (*relay.Relay, string) {
-	t.Helper()
-	r := relay.New(cfg)
-	srv := httptest.NewServer(r.Handler())
-	t.Cleanup(srv.Close)
-	return r, srv.URL
 }
 
 // formats maps a name to the Accept header that selects each format the relay negotiates.
@@ -123,7 +115,7 @@ func operatorRegistry(t *testing.T, controller string, reconciles float64) *prom
 func TestClientGolangRoundTrip(t *testing.T) {
 	for _, pushFormat := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeProtoDelim), expfmt.NewFormat(expfmt.TypeTextPlain)} {
 		t.Run(fmt.Sprint(pushFormat.FormatType()), func(t *testing.T) {
-			_, url := newRelay(t, relay.Config{GroupTTL: time.Minute})
+			url := relaytest.Start(t, relay.Config{GroupTTL: time.Minute}).URL
 			p := push.New(url, "my-operator").Grouping("instance", "laptop").Format(pushFormat)
 
 			// Push (PUT) replaces the group.
@@ -195,7 +187,7 @@ func TestClientGolangRoundTrip(t *testing.T) {
 // TestGroupingKeyEncodings covers @base64 values (client_golang's encoding of values with "/"
 // and of empty values) and extra grouping labels.
 func TestGroupingKeyEncodings(t *testing.T) {
-	_, url := newRelay(t, relay.Config{})
+	url := relaytest.Start(t, relay.Config{}).URL
 	reg := prometheus.NewRegistry()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "answer", Help: "The answer."})
 	g.Set(42)
@@ -241,7 +233,7 @@ func gzipped(s string) []byte {
 // refused with the right status and a message naming the problem, and leave the stored data and
 // /metrics exactly as they were.
 func TestBadPushes(t *testing.T) {
-	_, url := newRelay(t, relay.Config{MaxBodyBytes: 4096, Limits: store.Limits{MaxSeriesPerGroup: 10, MaxGroups: 3}})
+	url := relaytest.Start(t, relay.Config{MaxBodyBytes: 4096, Limits: store.Limits{MaxSeriesPerGroup: 10, MaxGroups: 3}}).URL
 	const text = "text/plain; version=0.0.4"
 	good := "# HELP requests_total Requests.\n# TYPE requests_total counter\nrequests_total{code=\"200\"} 7\n# TYPE temperature gauge\ntemperature 21.5\n"
 	if code, msg := do(t, http.MethodPut, url+"/metrics/job/good/instance/a", text, []byte(good)); code != http.StatusOK {
@@ -370,7 +362,8 @@ func protoBody(t *testing.T, name, label, value string) []byte {
 // forgotten, and a new push revives it.
 func TestExpiry(t *testing.T) {
 	clk := &clock{t: time.Unix(1_800_000_000, 0)}
-	r, url := newRelay(t, relay.Config{GroupTTL: time.Minute, ForgetAfter: 10 * time.Minute, Now: clk.Now})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, ForgetAfter: 10 * time.Minute, Now: clk.Now})
+	r, url := srv.Relay, srv.URL
 	pushText := func(job string) {
 		t.Helper()
 		if code, msg := do(t, "PUT", url+"/metrics/job/"+job, "", []byte("# TYPE up_ish gauge\nup_ish 1\n")); code != 200 {
@@ -422,7 +415,8 @@ func TestExpiry(t *testing.T) {
 // TestZeroTTLKeepsGroups: --group.ttl=0 is Pushgateway's behaviour.
 func TestZeroTTLKeepsGroups(t *testing.T) {
 	clk := &clock{t: time.Unix(1_800_000_000, 0)}
-	r, url := newRelay(t, relay.Config{GroupTTL: 0, Now: clk.Now})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: 0, Now: clk.Now})
+	r, url := srv.Relay, srv.URL
 	if code, msg := do(t, "PUT", url+"/metrics/job/forever", "", []byte("x 1\n")); code != 200 {
 		t.Fatalf("push: %d %s", code, msg)
 	}
@@ -436,7 +430,7 @@ func TestZeroTTLKeepsGroups(t *testing.T) {
 // TestConcurrentPushesAndScrapes runs pushers, deleters and scrapers at once (meant for -race);
 // every scrape must parse and the final state must hold every pusher's last push.
 func TestConcurrentPushesAndScrapes(t *testing.T) {
-	_, url := newRelay(t, relay.Config{GroupTTL: time.Minute})
+	url := relaytest.Start(t, relay.Config{GroupTTL: time.Minute}).URL
 	const pushers, rounds = 6, 30
 	var wg sync.WaitGroup
 	var stop atomic.Bool
@@ -520,7 +514,7 @@ func TestConcurrentPushesAndScrapes(t *testing.T) {
 
 // TestStatusAndHealth checks the status page and the health endpoints.
 func TestStatusAndHealth(t *testing.T) {
-	_, url := newRelay(t, relay.Config{GroupTTL: time.Minute})
+	url := relaytest.Start(t, relay.Config{GroupTTL: time.Minute}).URL
 	if code, msg := do(t, "PUT", url+"/metrics/job/demo/instance/laptop", "", []byte("x 1\ny 2\n")); code != 200 {
 		t.Fatalf("push: %d %s", code, msg)
 	}
@@ -548,7 +542,7 @@ func TestStatusAndHealth(t *testing.T) {
 
 // TestGzipScrape: gzip is used when asked and the body still parses.
 func TestGzipScrape(t *testing.T) {
-	_, url := newRelay(t, relay.Config{})
+	url := relaytest.Start(t, relay.Config{}).URL
 	do(t, "PUT", url+"/metrics/job/demo", "", []byte("x 1\n"))
 	req, _ := http.NewRequest("GET", url+"/metrics", nil)
 	req.Header.Set("Accept-Encoding", "gzip")

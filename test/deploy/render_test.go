@@ -37,7 +37,7 @@ var secretFixtures = map[string]string{
 	"deploy/k3s/secrets/grafana-admin.env": "admin-user=admin\nadmin-password=test-only-password\n",
 	// htpasswd line for admin / test (apr1), the format `make secret` writes.
 	"deploy/traefik/secrets/prometheus.htpasswd": "admin:$apr1$Jk6Uu2cW$1x4K8.6Gf9m3t0yUeEFxO/\n",
-	"deploy/k3s/secrets/relay-write-token":        "test-only-relay-token\n",
+	"deploy/k3s/secrets/relay-write-token":       "test-only-relay-token\n",
 }
 
 // object is one rendered manifest.

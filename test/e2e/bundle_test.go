@@ -51,7 +51,7 @@ func RenderBundle(t *testing.T, dir string) *Bundle {
 	secrets := map[string]string{
 		"deploy/k3s/secrets/grafana-admin.env":       "admin-user=admin\nadmin-password=" + randomHex(12) + "\n",
 		"deploy/traefik/secrets/prometheus.htpasswd": b.PrometheusUser + ":" + string(hash) + "\n",
-		"deploy/k3s/secrets/relay-write-token":        b.RelayToken + "\n",
+		"deploy/k3s/secrets/relay-write-token":       b.RelayToken + "\n",
 	}
 	for name, content := range secrets {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o600); err != nil {

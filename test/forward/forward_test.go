@@ -197,7 +197,8 @@ func checkOperatorSeries(t *testing.T, relayURL, controllerName string, group ma
 
 func TestForwardPlainHTTP(t *testing.T) {
 	op := startOperator(t, "plain-widgets", false)
-	r, relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
+	r, relayURL := srv.Relay, srv.URL
 	f, err := forward.New(forward.Config{From: forward.Target{URL: op.URL(false)}, To: relayURL, Job: "widget-operator", Instance: "laptop", Interval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +226,8 @@ func TestForwardHTTPSWithBearerToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	relayURL := srv.URL
 	relayToken := promtest.WriteFile(t, "relay-token", "relay-write-token\n")
 	good := forward.Target{URL: op.URL(true), BearerTokenFile: promtest.WriteFile(t, "token", metricsToken+"\n"), InsecureSkipVerify: true}
 
@@ -270,10 +272,11 @@ func TestForwardHTTPSWithBearerToken(t *testing.T) {
 // reported down and its group expires.
 func TestPullSourceFromController(t *testing.T) {
 	op := startOperator(t, "pulled-widgets", false)
-	_, relayURL := relaytest.Start(t, relay.Config{
+	srv := relaytest.Start(t, relay.Config{
 		GroupTTL: 500 * time.Millisecond, ForgetAfter: time.Minute,
 		Sources: map[string]sources.Spec{"lan-operator": {URL: op.URL(false), Interval: sources.Duration(50 * time.Millisecond)}},
 	})
+	relayURL := srv.URL
 	group := map[string]string{"job": "lan-operator", "instance": op.server.GetBindAddr()}
 	checkOperatorSeries(t, relayURL, op.name, group, 3)
 	if v, ok := relayValue(t, relayURL, sources.MetricUp, group); !ok || v != 1 {
@@ -300,7 +303,8 @@ func TestPullSourceFromController(t *testing.T) {
 // The pusher runs inside the manager as a Runnable, pushes metrics.Registry and deletes its group
 // when the manager stops.
 func TestPusherInManager(t *testing.T) {
-	r, relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
+	r, relayURL := srv.Relay, srv.URL
 	var logs strings.Builder
 	var logMu sync.Mutex
 	p, err := pusher.New(pusher.Config{URL: relayURL, Job: "pushing-operator", Instance: "pod-0", Gatherer: metrics.Registry, Interval: 50 * time.Millisecond,

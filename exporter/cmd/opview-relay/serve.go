@@ -149,15 +149,22 @@ func settings(cmd *kingpin.CmdClause, limits store.Limits) []api.Setting {
 // Pushgateway's for no measurable CPU per push (docs/benchmarks.md). Prometheus ships with 75.
 const defaultGOGC = 50
 
-// Timeouts of the relay's HTTP server: a client slower than this is cut off, so that it can
-// neither hold a connection nor keep an old exposition in memory.
-const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = time.Minute
-	writeTimeout      = time.Minute
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
-)
+// serverLimits bound what one client can make the relay's HTTP server hold: a client slower
+// than the timeouts is cut off, so that it can neither keep a connection nor an old exposition in
+// memory; a request's header may not pass maxHeaderBytes (push URLs included).
+type serverLimits struct {
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+	maxHeaderBytes                                            int
+}
+
+// httpLimits are the relay's; tests shorten the timeouts.
+var httpLimits = serverLimits{
+	readHeaderTimeout: 10 * time.Second,
+	readTimeout:       time.Minute,
+	writeTimeout:      time.Minute,
+	idleTimeout:       2 * time.Minute,
+	maxHeaderBytes:    64 << 10,
+}
 
 func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, tokens bool, logger *slog.Logger) int {
 	if os.Getenv("GOGC") == "" {
@@ -182,11 +189,11 @@ func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, tokens b
 	}
 	srv := &http.Server{
 		Handler:           r.Handler(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: httpLimits.readHeaderTimeout,
+		ReadTimeout:       httpLimits.readTimeout,
+		WriteTimeout:      httpLimits.writeTimeout,
+		IdleTimeout:       httpLimits.idleTimeout,
+		MaxHeaderBytes:    httpLimits.maxHeaderBytes,
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

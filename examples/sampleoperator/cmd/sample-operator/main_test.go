@@ -53,7 +53,8 @@ func TestPushToRelayWithTokenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	r, relayURL := srv.Relay, srv.URL
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tokenFile := promtest.WriteFile(t, "token", "s3cret\n")

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opview/opview/internal/promtest"
+)
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServe runs the serve command with args until the test ends, waits for it to be ready
+// and returns its base URL and log.
+func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
+	t.Helper()
+	addr := freeAddr(t)
+	logs := &promtest.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"serve", "--web.listen-address=" + addr}, args...), io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("relay did not shut down")
+		}
+	})
+	url := "http://" + addr
+	promtest.Eventually(t, 10*time.Second, "the relay to be ready", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("relay exited %d:\n%s", code, logs.String())
+		default:
+		}
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return url, logs
+}
+
+// TestSlowScrapeReaderIsCutOff: a client that requests /metrics and never reads is cut off after
+// the write timeout, so it can't keep the connection, and the exposition it pinned, forever.
+func TestSlowScrapeReaderIsCutOff(t *testing.T) {
+	saved := httpLimits
+	httpLimits.writeTimeout = time.Second
+	t.Cleanup(func() { httpLimits = saved })
+	url, logs := startServe(t)
+	payload, err := os.ReadFile("../../../bench/testdata/controller-runtime.prom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 { // ~12 MB of exposition: more than the sockets' buffers hold
+		resp, err := http.Post(fmt.Sprintf("%s/metrics/job/op/instance/i%d", url, i), "text/plain", bytes.NewReader(payload))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("push %d: %v %v", i, resp, err)
+		}
+		resp.Body.Close()
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(conn, "GET /metrics HTTP/1.1\r\nHost: relay\r\nAccept: text/plain;version=0.0.4\r\n\r\n")
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := strconv.Atoi(resp.Header.Get("Content-Length"))
+	if want < 8<<20 {
+		t.Fatalf("exposition of %d bytes: too small for the test", want)
+	}
+	// The relay gives up on the reader once the write timeout passes: its write fails and the
+	// handler returns, letting go of the exposition it was sending.
+	promtest.Eventually(t, 15*time.Second, "the relay to cut the slow reader off", func() bool {
+		return strings.Contains(logs.String(), "writing /metrics") && strings.Contains(logs.String(), "i/o timeout")
+	})
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	if got, _ := io.Copy(io.Discard, resp.Body); got >= int64(want) {
+		t.Fatalf("the slow reader got all %d bytes: it was not cut off", got)
+	}
+}
+
+// TestPortInUseIsTheOnlyThingSaid: a port already taken is reported, naming the flag, and the
+// relay never says it started.
+func TestPortInUseIsTheOnlyThingSaid(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var logs bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--web.listen-address=" + l.Addr().String()}, io.Discard, &logs)
+	if code == 0 || !strings.Contains(logs.String(), "--web.listen-address="+l.Addr().String()) || strings.Contains(logs.String(), "started") {
+		t.Fatalf("exit %d, log:\n%s", code, logs.String())
+	}
+}
+
+// TestOpenWritesWarnBeyondLoopback: a relay without a token that listens beyond loopback says
+// that anyone reaching it can write; on loopback (make run) it does not.
+func TestOpenWritesWarnBeyondLoopback(t *testing.T) {
+	_, logs := startServe(t)
+	if strings.Contains(logs.String(), "writes are open") {
+		t.Errorf("warned on loopback:\n%s", logs.String())
+	}
+	addr := freeAddr(t)
+	port := addr[strings.LastIndex(addr, ":"):]
+	lan := &promtest.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--web.listen-address=0.0.0.0" + port}, io.Discard, lan) }()
+	promtest.Eventually(t, 10*time.Second, "the relay to start", func() bool { return strings.Contains(lan.String(), "started") })
+	cancel()
+	<-done
+	if !strings.Contains(lan.String(), "writes are open") || !strings.Contains(lan.String(), "--web.write-token-file") {
+		t.Errorf("no warning for open writes on 0.0.0.0:\n%s", lan.String())
+	}
+}
+
+// TestPersistenceFileInAMissingDirectory is refused at start, naming the flag.
+func TestPersistenceFileInAMissingDirectory(t *testing.T) {
+	var logs bytes.Buffer
+	file := filepath.Join(t.TempDir(), "missing", "state")
+	code := run(context.Background(), []string{"serve", "--web.listen-address=" + freeAddr(t), "--persistence.file=" + file}, io.Discard, &logs)
+	if code != 2 || !strings.Contains(logs.String(), "--persistence.file") {
+		t.Fatalf("exit %d, log:\n%s", code, logs.String())
+	}
+}
+
+// TestStatusPageShowsTheFlags: the status page lists the settings as the flags gave them, the
+// byte budget as it resolved.
+func TestStatusPageShowsTheFlags(t *testing.T) {
+	url, _ := startServe(t, "--group.ttl=7m", "--store.max-bytes=3MiB")
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"--group.ttl=7m0s", "--store.max-bytes=3MiB", "--push.label-limit=64", "of its 3.0 MiB budget"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+}

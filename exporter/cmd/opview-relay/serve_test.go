@@ -37,7 +37,9 @@ func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
 	logs := &promtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, append([]string{"serve", "--web.listen-address=" + addr}, args...), io.Discard, logs) }()
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--web.listen-address=" + addr}, args...), io.Discard, logs)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -25,8 +25,11 @@ const PushPathPrefix = "/metrics/"
 type Limits struct {
 	// MaxBodyBytes bounds the body, compressed and decompressed; 0 means no limit.
 	MaxBodyBytes int64
-	// MaxBodyBytesFlag names the setting that raises MaxBodyBytes, for refusals.
-	MaxBodyBytesFlag string
+	// MaxSeries (the store's limit per group; 0: none) stops decoding a body that surely
+	// carries more series.
+	MaxSeries int
+	// MaxBodyBytesFlag and MaxSeriesFlag name the settings that raise the limits, for refusals.
+	MaxBodyBytesFlag, MaxSeriesFlag string
 }
 
 // Instrumentation is the relay's own metrics about its HTTP API.
@@ -102,7 +105,7 @@ func Push(s store.Store, replace bool, lim Limits, gate *Gate, in *Instrumentati
 		if lim.MaxBodyBytes > 0 {
 			body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
 		}
-		fams, err := ingest.Body(body, r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), lim.MaxBodyBytes)
+		fams, err := ingest.Body(body, r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), lim.MaxBodyBytes, lim.MaxSeries)
 		if err != nil {
 			s.RecordRefusal(key, r.RemoteAddr, err)
 		} else {
@@ -168,6 +171,9 @@ func fail(w http.ResponseWriter, logger *slog.Logger, r *http.Request, key store
 	case errors.As(err, &mbe):
 		code = http.StatusRequestEntityTooLarge
 		err = fmt.Errorf("push body larger than %d bytes%s", mbe.Limit, flagSuffix(lim.MaxBodyBytesFlag))
+	case errors.Is(err, ingest.ErrTooManySeries):
+		code = http.StatusRequestEntityTooLarge
+		err = fmt.Errorf("push carries more than %d series, the limit per group%s", lim.MaxSeries, flagSuffix(lim.MaxSeriesFlag))
 	case errors.Is(err, ingest.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
 		err = fmt.Errorf("push body larger than %d bytes after decompression%s", lim.MaxBodyBytes, flagSuffix(lim.MaxBodyBytesFlag))

@@ -35,7 +35,7 @@ func FuzzParsePush(f *testing.F) {
 		}
 		before := exposition(t, s)
 
-		fams, err := ingest.Body(bytes.NewReader(body), ct, "", 1<<20)
+		fams, err := ingest.Body(bytes.NewReader(body), ct, "", 1<<20, 1000)
 		if err != nil {
 			return
 		}

@@ -5,6 +5,7 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/base64"
 	"errors"
@@ -25,6 +26,11 @@ import (
 
 // ErrTooLarge is returned (wrapped) when a body exceeds the size limit.
 var ErrTooLarge = errors.New("push body too large")
+
+// ErrTooManySeries is returned (wrapped) when a body carries surely more series than the limit:
+// decoding stops there, so that a body within the size limit can't make the relay hold every
+// series of it as decoded objects (about ten times the body) only to refuse it afterwards.
+var ErrTooManySeries = errors.New("push carries too many series")
 
 // GroupingKey parses the part of a push URL after "/metrics/": "job/<job>{/<label>/<value>}".
 // A label name ending in "@base64" has a base64url-encoded value (how client_golang sends values
@@ -65,8 +71,9 @@ func GroupingKey(escapedPath string) (store.Key, error) {
 
 // Body decodes a push body. contentType selects delimited protobuf; anything else is read as the
 // text format, as Pushgateway does. contentEncoding may be "gzip". maxBytes (> 0) bounds the
-// decompressed size. The returned families are sorted by name.
-func Body(body io.Reader, contentType, contentEncoding string, maxBytes int64) ([]*dto.MetricFamily, error) {
+// decompressed size; maxSeries (> 0) stops decoding once the body surely carries more series (the
+// store counts them exactly). The returned families are sorted by name.
+func Body(body io.Reader, contentType, contentEncoding string, maxBytes int64, maxSeries int) ([]*dto.MetricFamily, error) {
 	switch strings.ToLower(strings.TrimSpace(contentEncoding)) {
 	case "", "identity":
 	case "gzip":
@@ -83,7 +90,11 @@ func Body(body io.Reader, contentType, contentEncoding string, maxBytes int64) (
 		body = &limitReader{r: body, left: maxBytes}
 	}
 	if isProto(contentType) {
-		return decodeProto(body)
+		return decodeProto(body, maxSeries)
+	}
+	if maxSeries > 0 {
+		// Every series is a line of its own; a family adds at most a HELP and a TYPE line.
+		body = &lineLimitReader{r: body, left: 3*int64(maxSeries) + 1024}
 	}
 	return decodeText(body)
 }
@@ -93,9 +104,10 @@ func isProto(contentType string) bool {
 	return err == nil && mt == expfmt.ProtoType && params["proto"] == expfmt.ProtoProtocol && params["encoding"] == "delimited"
 }
 
-func decodeProto(r io.Reader) ([]*dto.MetricFamily, error) {
+func decodeProto(r io.Reader, maxSeries int) ([]*dto.MetricFamily, error) {
 	br := bufio.NewReader(r)
 	var out []*dto.MetricFamily
+	metrics := 0
 	for {
 		mf := &dto.MetricFamily{}
 		err := protodelim.UnmarshalFrom(br, mf)
@@ -109,6 +121,10 @@ func decodeProto(r io.Reader) ([]*dto.MetricFamily, error) {
 			return nil, fmt.Errorf("protobuf body: message %d: %w", len(out)+1, err)
 		}
 		out = append(out, mf)
+		// Every Metric message is at least one series.
+		if metrics += len(mf.Metric); maxSeries > 0 && metrics > maxSeries {
+			return nil, fmt.Errorf("%w: more than %d", ErrTooManySeries, maxSeries)
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out, nil
@@ -118,7 +134,7 @@ func decodeText(r io.Reader) ([]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		if errors.Is(err, ErrTooLarge) {
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrTooManySeries) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("text body: %w", err)
@@ -151,3 +167,20 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// lineLimitReader fails with ErrTooManySeries once more than left lines were read.
+type lineLimitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *lineLimitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.left -= int64(bytes.Count(p[:n], newline))
+	if l.left < 0 {
+		return 0, ErrTooManySeries
+	}
+	return n, err
+}
+
+var newline = []byte{'\n'}

@@ -36,7 +36,7 @@ const bundleMemoryLimit = 256 << 20
 func bundleConfig() relay.Config {
 	return relay.Config{
 		GroupTTL: relay.DefaultGroupTTL, ForgetAfter: relay.DefaultForgetAfter,
-		MaxBodyBytes: relay.DefaultMaxBodyBytes, Limits: relay.DefaultLimits(bundleMemoryLimit),
+		MaxBodyBytes: relay.DefaultMaxBody(bundleMemoryLimit), Limits: relay.DefaultLimits(bundleMemoryLimit),
 	}
 }
 
@@ -149,9 +149,9 @@ func TestHostilePreRenderingAmplification(t *testing.T) {
 	}
 	code, msg = do(t, http.MethodPut, h.URL+"/metrics/job/amp"+path.String(), textFormat, nil)
 	refused(t, "100 grouping labels", code, msg, http.StatusBadRequest, "--push.label-limit")
-	help := "# HELP big " + strings.Repeat("h", 4<<20) + "\n# TYPE big gauge\nbig 1\n"
+	help := "# HELP big " + strings.Repeat("h", 2<<20) + "\n# TYPE big gauge\nbig 1\n"
 	code, msg = do(t, http.MethodPut, h.URL+"/metrics/job/amp", textFormat, []byte(help))
-	refused(t, "a 4 MiB HELP", code, msg, http.StatusBadRequest, "--push.help-length-limit")
+	refused(t, "a 2 MiB HELP", code, msg, http.StatusBadRequest, "--push.help-length-limit")
 
 	h.intact(t)
 	if u := h.Store.Usage(); u.Bytes != used {
@@ -159,11 +159,11 @@ func TestHostilePreRenderingAmplification(t *testing.T) {
 	}
 }
 
-// TestHostileErrorsDoNotQuoteTheInput: a small gzip body that decompresses to one 4 MB line gets
+// TestHostileErrorsDoNotQuoteTheInput: a small gzip body that decompresses to one 3 MB line gets
 // a short 400; what the relay keeps (the status page, the log) stays short too.
 func TestHostileErrorsDoNotQuoteTheInput(t *testing.T) {
 	h := startHostile(t, bundleConfig())
-	line := "x{l=\"" + strings.Repeat("a", 4<<20) + "\n"
+	line := "x{l=\"" + strings.Repeat("a", 3<<20) + "\n"
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte(line))
@@ -280,13 +280,15 @@ func TestHostileGroupSlotSquatting(t *testing.T) {
 // (it was cut to an empty 200), encoded a bounded batch at a time.
 func TestHostileOpenMetricsLargeFamily(t *testing.T) {
 	h := startHostile(t, bundleConfig())
-	var b strings.Builder
-	b.WriteString("# TYPE big gauge\n")
-	for i := range 15000 {
-		fmt.Fprintf(&b, "big{i=\"%d\",pad=\"%s\"} 1\n", i, strings.Repeat("p", 300))
-	}
-	if code, msg := do(t, http.MethodPut, h.URL+"/metrics/job/big", textFormat, []byte(b.String())); code != http.StatusOK {
-		t.Fatalf("push: %d %s", code, msg)
+	for g := range 2 { // two groups, each within the body limit, make one family of 5 MB
+		var b strings.Builder
+		b.WriteString("# TYPE big gauge\n")
+		for i := range 7500 {
+			fmt.Fprintf(&b, "big{i=\"%d\",pad=\"%s\"} 1\n", i, strings.Repeat("p", 300))
+		}
+		if code, msg := do(t, http.MethodPut, h.URL+fmt.Sprintf("/metrics/job/big/instance/%d", g), textFormat, []byte(b.String())); code != http.StatusOK {
+			t.Fatalf("push: %d %s", code, msg)
+		}
 	}
 	req, _ := http.NewRequest(http.MethodGet, h.URL+"/metrics", nil)
 	req.Header.Set("Accept", formats["openmetrics"])

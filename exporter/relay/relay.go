@@ -53,8 +53,12 @@ type Config struct {
 
 // Defaults of the serve flags.
 const (
-	DefaultGroupTTL     = 5 * time.Minute
-	DefaultForgetAfter  = time.Hour
+	DefaultGroupTTL    = 5 * time.Minute
+	DefaultForgetAfter = time.Hour
+	// DefaultMaxBodyBytes is the push body limit when the process has no memory limit; with one,
+	// it is 1/64 of it (4 MiB in the bundle's 256 MiB container), between 1 MiB and this.
+	// Decoding and rendering a push takes about ten times its body for a moment; one
+	// maximum-size body decodes at a time.
 	DefaultMaxBodyBytes = 16 << 20
 	DefaultMaxSeries    = 20000
 	DefaultMaxGroups    = 1000
@@ -86,6 +90,15 @@ func DefaultLimits(memLimit int64) store.Limits {
 		l.MaxBytes = int64(float64(memLimit) * BudgetShare)
 	}
 	return l
+}
+
+// DefaultMaxBody is the serve flags' default push body limit for a process whose memory limit is
+// memLimit bytes (math.MaxInt64 or less than 1: none).
+func DefaultMaxBody(memLimit int64) int64 {
+	if memLimit <= 0 || memLimit >= 1<<62 {
+		return DefaultMaxBodyBytes
+	}
+	return min(max(memLimit/64, 1<<20), DefaultMaxBodyBytes)
 }
 
 // Relay is a configured relay server.
@@ -151,9 +164,12 @@ func New(cfg Config) *Relay {
 		}
 	}
 
-	lim := api.Limits{MaxBodyBytes: cfg.MaxBodyBytes, MaxBodyBytesFlag: cfg.LimitNames[LimitBodyBytes]}
-	// Two maximum-size bodies decode at once; smaller ones share that room by their size.
-	gate := api.NewGate(2*cfg.MaxBodyBytes, cfg.MaxBodyBytes)
+	lim := api.Limits{
+		MaxBodyBytes: cfg.MaxBodyBytes, MaxSeries: cfg.Limits.MaxSeriesPerGroup,
+		MaxBodyBytesFlag: cfg.LimitNames[LimitBodyBytes], MaxSeriesFlag: cfg.LimitNames[store.LimitSeries],
+	}
+	// One maximum-size body decodes at a time; smaller ones share that room by their size.
+	gate := api.NewGate(cfg.MaxBodyBytes, cfg.MaxBodyBytes)
 	log := cfg.Logger
 	write := func(h http.Handler) http.Handler { return auth.Require(cfg.WriteTokens, h) }
 	mux := http.NewServeMux()

@@ -28,7 +28,8 @@ type prepared struct {
 	families []*part // sorted by name
 	series   int
 	bytes    int64 // what the parts take of the byte budget
-	est      int64 // rendered bytes estimated so far, checked against the budget while rendering
+	est      int64 // rendered bytes estimated so far, checked against room while rendering
+	room     int64 // the budget left for the push when it started: free bytes plus its group's
 }
 
 // has reports whether the push carries the family.
@@ -71,11 +72,13 @@ func (pt *part) size() int64 {
 // buckets or quantiles, invalid native histograms, and whatever passes the store's limits. The
 // families are not modified.
 func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily) (*prepared, error) {
-	lim := &s.opts.Limits
 	if err := s.checkKey(key); err != nil {
 		return nil, err
 	}
 	p := &prepared{key: key}
+	if max := s.opts.Limits.MaxBytes; max > 0 {
+		p.room = max - s.bytes.Load() + s.groupBytes(key)
+	}
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
 	sc.setKey(key)
@@ -94,9 +97,6 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily) (*prepared,
 			return nil, err
 		}
 		p.series += pt.series
-		if max := lim.MaxSeriesPerGroup; max > 0 && p.series > max {
-			return nil, s.limitError(KindTooLarge, LimitSeries, "push carries more than %d series, the limit per group", max)
-		}
 		p.families = append(p.families, pt)
 		p.bytes += pt.size()
 	}
@@ -248,18 +248,21 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, mf *dto.MetricFamily
 			return nil, err
 		}
 		labels := sc.labels[start:len(sc.labels):len(sc.labels)]
-		// Every series repeats the labels in both renderings: refuse a push that would pass the
-		// budget before rendering it, so that a small body with long grouping labels can't
-		// take more memory than the budget even for a moment.
+		// Every series repeats its name and labels in both renderings: refuse a push that
+		// can't fit what is left of the budget before rendering it, so that a small body with
+		// long labels, or a large one into a full store, never takes that memory even for a
+		// moment. The estimate is below what rendering takes, so it never refuses a push that
+		// would fit.
 		n := seriesCount(typ, m)
-		if max := lim.MaxBytes; max > 0 {
-			size := len(name) + 48
+		if lim.MaxBytes > 0 {
+			size := len(name)
 			for _, lp := range labels {
-				size += len(lp.GetName()) + len(lp.GetValue()) + 8
+				size += len(lp.GetName()) + len(lp.GetValue())
 			}
 			p.est += 2 * int64(n) * int64(size)
-			if p.est > max {
-				return nil, s.limitError(KindTooLarge, LimitBytes, "push would take more than the relay's whole budget of %s", formatBytes(max))
+			if p.est > p.room {
+				return nil, s.limitError(KindTooLarge, LimitBytes, "push would take more than the %s left of the relay's budget of %s; delete groups you no longer need, push fewer series, or raise the budget",
+					formatBytes(max(p.room, 0)), formatBytes(lim.MaxBytes))
 			}
 		}
 		h := hashSeries(name, labels)
@@ -269,6 +272,9 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, mf *dto.MetricFamily
 		sc.seen[h] = struct{}{}
 		pt.hashes = append(pt.hashes, h)
 		pt.series += n
+		if max := lim.MaxSeriesPerGroup; max > 0 && p.series+pt.series > max {
+			return nil, s.limitError(KindTooLarge, LimitSeries, "push carries more than %d series, the limit per group", max)
+		}
 
 		cm := sc.metrics[i]
 		cm.Label, cm.Gauge, cm.Counter, cm.Summary, cm.Untyped, cm.Histogram = labels, m.Gauge, m.Counter, m.Summary, m.Untyped, m.Histogram

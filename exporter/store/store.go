@@ -358,6 +358,16 @@ func groupOverhead(k Key) int64 { return int64(512 + 3*k.size()) }
 
 func (g *group) overhead() int64 { return groupOverhead(g.key) }
 
+// groupBytes is what the group of key takes of the budget, 0 if the store does not hold it.
+func (s *MemoryStore) groupBytes(key Key) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if g := s.groups[key.id]; g != nil {
+		return g.bytes
+	}
+	return 0
+}
+
 func (s *MemoryStore) addBytesLocked(g *group, n int64) {
 	g.bytes += n
 	s.bytes.Add(n)

@@ -72,8 +72,8 @@ so dashboards never show frozen values.`)
 	return 2
 }
 
-// durationFlag and bytesFlag parse like kingpin's Duration and Bytes but name the flag in
-// their errors ("--group.ttl: invalid duration ...").
+// durationFlag parses like kingpin's Duration but names the flag in its errors
+// ("--group.ttl: invalid duration ...").
 func durationFlag(cmd *kingpin.CmdClause, name, help string, def time.Duration) *time.Duration {
 	v := new(time.Duration)
 	cmd.Flag(name, help).Default(def.String()).SetValue(&namedValue{name: name, set: func(s string) (string, error) {
@@ -87,17 +87,20 @@ func durationFlag(cmd *kingpin.CmdClause, name, help string, def time.Duration) 
 	return v
 }
 
-func bytesFlag(cmd *kingpin.CmdClause, name, help string, def int64) *int64 {
-	v := new(int64)
-	cmd.Flag(name, help).Default(units.Base2Bytes(def).String()).SetValue(&namedValue{name: name, set: func(s string) (string, error) {
+// autoBytesFlag is a size flag whose default depends on the process (its memory limit): given
+// reports whether the command line set it.
+func autoBytesFlag(cmd *kingpin.CmdClause, name, help string) (v *int64, given func() bool) {
+	v = new(int64)
+	nv := &namedValue{name: name, set: func(s string) (string, error) {
 		b, err := units.ParseBase2Bytes(s)
 		if err != nil {
-			return "", fmt.Errorf("invalid size %q (examples: 512KiB, 16MiB)", s)
+			return "", fmt.Errorf("invalid size %q (examples: 4MiB, 1GiB)", s)
 		}
 		*v = int64(b)
 		return units.Base2Bytes(b).String(), nil
-	}})
-	return v
+	}}
+	cmd.Flag(name, help).PlaceHolder("SIZE").SetValue(nv)
+	return v, func() bool { return nv.given }
 }
 
 type namedValue struct {

@@ -32,23 +32,14 @@ func serveCommand(app *kingpin.Application) command {
 		relay.DefaultGroupTTL)
 	forget := durationFlag(cmd, "group.forget-after", "How long an expired group's health series (push_time_seconds, opview_relay_group_fresh=0, ...) stay after it expired.",
 		relay.DefaultForgetAfter)
-	maxBody := bytesFlag(cmd, "push.max-body-bytes", "Largest push body accepted, before and after gzip decompression (e.g. 16MiB).",
-		relay.DefaultMaxBodyBytes)
+	maxBody, maxBodyGiven := autoBytesFlag(cmd, "push.max-body-bytes", fmt.Sprintf("Largest push body accepted, before and after gzip decompression (e.g. 4MiB). Default: 1/64 of the Go memory limit when GOMEMLIMIT is set (4MiB in the bundle), between 1MiB and %s; else %s.",
+		units.Base2Bytes(relay.DefaultMaxBodyBytes), units.Base2Bytes(relay.DefaultMaxBodyBytes)))
 	maxSeries := cmd.Flag("group.max-series", "Most series one group may hold (histogram buckets count). 0: no limit.").
 		Default(fmt.Sprint(relay.DefaultMaxSeries)).Int()
 	maxGroups := cmd.Flag("store.max-groups", "Most groups the relay holds; an expired group makes room for a new one. 0: no limit.").
 		Default(fmt.Sprint(relay.DefaultMaxGroups)).Int()
-	maxBytes := new(int64)
-	maxBytesFlag := &namedValue{name: "store.max-bytes", set: func(s string) (string, error) {
-		b, err := units.ParseBase2Bytes(s)
-		if err != nil {
-			return "", fmt.Errorf("invalid size %q (examples: 64MiB, 1GiB)", s)
-		}
-		*maxBytes = int64(b)
-		return units.Base2Bytes(b).String(), nil
-	}}
-	cmd.Flag("store.max-bytes", fmt.Sprintf("The store's byte budget: the memory all groups' samples may take; a push that would pass it is refused (413). Default: %.0f%% of the Go memory limit when GOMEMLIMIT is set (the bundle sets it from the container's memory limit), else %s. 0: no budget.",
-		relay.BudgetShare*100, units.Base2Bytes(relay.DefaultMaxBytes))).PlaceHolder("SIZE").SetValue(maxBytesFlag)
+	maxBytes, maxBytesGiven := autoBytesFlag(cmd, "store.max-bytes", fmt.Sprintf("The store's byte budget: the memory all groups' samples may take; a push that would pass it is refused (413). Default: %.0f%% of the Go memory limit when GOMEMLIMIT is set (the bundle sets it from the container's memory limit), else %s. 0: no budget.",
+		relay.BudgetShare*100, units.Base2Bytes(relay.DefaultMaxBytes)))
 	labelLimit := cmd.Flag("push.label-limit", "Most labels one pushed series may have, its name and grouping labels included (Prometheus's label_limit). 0: no limit.").
 		Default(fmt.Sprint(relay.DefaultLabelLimit)).Int()
 	labelNameLen := cmd.Flag("push.label-name-length-limit", "Longest label name, in bytes (Prometheus's label_name_length_limit). 0: no limit.").
@@ -71,7 +62,7 @@ func serveCommand(app *kingpin.Application) command {
 		}{
 			{*ttl < 0, "--group.ttl must not be negative"},
 			{*forget < 0, "--group.forget-after must not be negative"},
-			{*maxBody <= 0, "--push.max-body-bytes must be positive"},
+			{maxBodyGiven() && *maxBody <= 0, "--push.max-body-bytes must be positive"},
 			{*maxSeries < 0, "--group.max-series must not be negative"},
 			{*maxGroups < 0, "--store.max-groups must not be negative"},
 			{*maxBytes < 0, "--store.max-bytes must not be negative"},
@@ -85,11 +76,15 @@ func serveCommand(app *kingpin.Application) command {
 				return usageError(logger, c.msg)
 			}
 		}
-		limits := relay.DefaultLimits(debug.SetMemoryLimit(-1))
+		memLimit := debug.SetMemoryLimit(-1)
+		limits := relay.DefaultLimits(memLimit)
+		if !maxBodyGiven() {
+			*maxBody = relay.DefaultMaxBody(memLimit)
+		}
 		limits.MaxGroups, limits.MaxSeriesPerGroup = *maxGroups, *maxSeries
 		limits.LabelLimit, limits.LabelNameLengthLimit, limits.LabelValueLengthLimit = *labelLimit, *labelNameLen, *labelValueLen
 		limits.HelpLengthLimit = *helpLen
-		if maxBytesFlag.given {
+		if maxBytesGiven() {
 			limits.MaxBytes = *maxBytes
 		}
 		cfg := relay.Config{
@@ -117,7 +112,7 @@ func serveCommand(app *kingpin.Application) command {
 			}
 			cfg.WriteTokens = t
 		}
-		cfg.Settings = settings(cmd, limits)
+		cfg.Settings = settings(cmd, limits, *maxBody)
 		r := relay.New(cfg)
 		if err := r.CheckPersistence(); err != nil {
 			return usageError(logger, "--persistence.file: "+err.Error())
@@ -128,13 +123,15 @@ func serveCommand(app *kingpin.Application) command {
 
 // settings lists the serve flags as the relay runs with them, for the status page: every flag
 // given or defaulted, the byte budget as it resolved.
-func settings(cmd *kingpin.CmdClause, limits store.Limits) []api.Setting {
+func settings(cmd *kingpin.CmdClause, limits store.Limits, maxBody int64) []api.Setting {
 	var out []api.Setting
 	for _, f := range cmd.Model().Flags {
 		v := f.Value.String()
 		switch {
 		case f.Name == "store.max-bytes":
 			v = units.Base2Bytes(limits.MaxBytes).String()
+		case f.Name == "push.max-body-bytes":
+			v = units.Base2Bytes(maxBody).String()
 		case v == "" || v == "[]":
 			continue
 		}

@@ -393,7 +393,6 @@ func TestRelayStaysWithinItsMemoryLimit(t *testing.T) {
 	}
 }
 
-
 func underMount(mounts []corev1.VolumeMount, p string) bool {
 	for _, m := range mounts {
 		if !m.ReadOnly && strings.HasPrefix(p, strings.TrimSuffix(m.MountPath, "/")+"/") {

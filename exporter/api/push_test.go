@@ -123,7 +123,9 @@ func TestPushWaitsForTheGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
-	go func() { done <- serve(t, s, Limits{MaxBodyBytes: 1 << 20}, gate, "PUT", "/metrics/job/a", "g 1\n").Code }()
+	go func() {
+		done <- serve(t, s, Limits{MaxBodyBytes: 1 << 20}, gate, "PUT", "/metrics/job/a", "g 1\n").Code
+	}()
 	select {
 	case code := <-done:
 		t.Fatalf("the push went through a full gate: %d", code)

@@ -88,10 +88,6 @@ func scrape(t *testing.T, url, accept string) map[string]*dto.MetricFamily {
 	return out
 }
 
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	t.Helper()
-	return promtest.Value(fams, name, labels)
-}
 
 // operatorRegistry is a registry shaped like a controller's: a counter vec, a gauge and a
 // histogram, plus the Go collector's families, which collide by name with the relay's own.
@@ -125,20 +121,20 @@ func TestClientGolangRoundTrip(t *testing.T) {
 			want := map[string]string{"job": "my-operator", "instance": "laptop", "controller": "memcached", "result": "success"}
 			for name, accept := range formats {
 				fams := scrape(t, url, accept)
-				if v, ok := value(t, fams, "controller_runtime_reconcile_total", want); !ok || v != 5 {
+				if v, ok := promtest.Value(fams, "controller_runtime_reconcile_total", want); !ok || v != 5 {
 					t.Errorf("%s: reconcile_total = %v, %v; want 5", name, v, ok)
 				}
-				if v, ok := value(t, fams, "controller_runtime_reconcile_time_seconds", map[string]string{"job": "my-operator", "controller": "memcached"}); !ok || v != 2 {
+				if v, ok := promtest.Value(fams, "controller_runtime_reconcile_time_seconds", map[string]string{"job": "my-operator", "controller": "memcached"}); !ok || v != 2 {
 					t.Errorf("%s: reconcile_time_seconds count = %v, %v; want 2", name, v, ok)
 				}
 				// The operator's go_goroutines and the relay's own share one family.
-				if _, ok := value(t, fams, "go_goroutines", map[string]string{"job": "my-operator"}); !ok {
+				if _, ok := promtest.Value(fams, "go_goroutines", map[string]string{"job": "my-operator"}); !ok {
 					t.Errorf("%s: pushed go_goroutines missing", name)
 				}
-				if v, ok := value(t, fams, "push_time_seconds", map[string]string{"job": "my-operator", "instance": "laptop"}); !ok || v == 0 {
+				if v, ok := promtest.Value(fams, "push_time_seconds", map[string]string{"job": "my-operator", "instance": "laptop"}); !ok || v == 0 {
 					t.Errorf("%s: push_time_seconds = %v, %v", name, v, ok)
 				}
-				if v, ok := value(t, fams, "opview_relay_group_fresh", map[string]string{"job": "my-operator", "instance": "laptop"}); !ok || v != 1 {
+				if v, ok := promtest.Value(fams, "opview_relay_group_fresh", map[string]string{"job": "my-operator", "instance": "laptop"}); !ok || v != 1 {
 					t.Errorf("%s: opview_relay_group_fresh = %v, %v; want 1", name, v, ok)
 				}
 			}
@@ -152,13 +148,13 @@ func TestClientGolangRoundTrip(t *testing.T) {
 				t.Fatalf("Add: %v", err)
 			}
 			fams := scrape(t, url, "")
-			if v, _ := value(t, fams, "controller_runtime_reconcile_total", want); v != 9 {
+			if v, _ := promtest.Value(fams, "controller_runtime_reconcile_total", want); v != 9 {
 				t.Errorf("after Add: reconcile_total = %v, want 9", v)
 			}
-			if _, ok := value(t, fams, "controller_runtime_reconcile_total", map[string]string{"job": "my-operator", "result": "error"}); ok {
+			if _, ok := promtest.Value(fams, "controller_runtime_reconcile_total", map[string]string{"job": "my-operator", "result": "error"}); ok {
 				t.Errorf("after Add: the family was merged, not replaced (result=error still there)")
 			}
-			if v, ok := value(t, fams, "workqueue_depth", map[string]string{"job": "my-operator"}); !ok || v != 3 {
+			if v, ok := promtest.Value(fams, "workqueue_depth", map[string]string{"job": "my-operator"}); !ok || v != 3 {
 				t.Errorf("after Add: workqueue_depth = %v, %v; want it kept at 3", v, ok)
 			}
 
@@ -166,7 +162,7 @@ func TestClientGolangRoundTrip(t *testing.T) {
 			if err := push.New(url, "my-operator").Grouping("instance", "laptop").Format(pushFormat).Gatherer(add).Push(); err != nil {
 				t.Fatalf("second Push: %v", err)
 			}
-			if _, ok := value(t, scrape(t, url, ""), "workqueue_depth", map[string]string{"job": "my-operator"}); ok {
+			if _, ok := promtest.Value(scrape(t, url, ""), "workqueue_depth", map[string]string{"job": "my-operator"}); ok {
 				t.Errorf("after Push: workqueue_depth survived a replacing push")
 			}
 
@@ -176,7 +172,7 @@ func TestClientGolangRoundTrip(t *testing.T) {
 			}
 			fams = scrape(t, url, "")
 			for _, name := range []string{"controller_runtime_reconcile_total", "push_time_seconds"} {
-				if _, ok := value(t, fams, name, map[string]string{"job": "my-operator"}); ok {
+				if _, ok := promtest.Value(fams, name, map[string]string{"job": "my-operator"}); ok {
 					t.Errorf("after Delete: %s still has the group's series", name)
 				}
 			}
@@ -195,7 +191,7 @@ func TestGroupingKeyEncodings(t *testing.T) {
 	if err := push.New(url, "ns/operator").Grouping("instance", "").Grouping("path", "a/b c").Gatherer(reg).Push(); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := value(t, scrape(t, url, ""), "answer", map[string]string{"job": "ns/operator", "instance": "", "path": "a/b c"}); !ok || v != 42 {
+	if v, ok := promtest.Value(scrape(t, url, ""), "answer", map[string]string{"job": "ns/operator", "instance": "", "path": "a/b c"}); !ok || v != 42 {
 		t.Fatalf("answer = %v, %v; want 42 under the decoded grouping key", v, ok)
 	}
 }
@@ -302,7 +298,7 @@ func TestBadPushes(t *testing.T) {
 		scrape(t, url, accept) // every format still parses
 	}
 	// The refusals were recorded on the existing group's health series.
-	if v, ok := value(t, scrape(t, url, ""), "opview_relay_group_push_failures_total", map[string]string{"job": "good", "instance": "a"}); !ok || v == 0 {
+	if v, ok := promtest.Value(scrape(t, url, ""), "opview_relay_group_push_failures_total", map[string]string{"job": "good", "instance": "a"}); !ok || v == 0 {
 		t.Errorf("opview_relay_group_push_failures_total = %v, %v; want > 0", v, ok)
 	}
 }
@@ -371,7 +367,7 @@ func TestExpiry(t *testing.T) {
 		}
 	}
 	has := func(fams map[string]*dto.MetricFamily, name, job string) bool {
-		_, ok := value(t, fams, name, map[string]string{"job": job})
+		_, ok := promtest.Value(fams, name, map[string]string{"job": job})
 		return ok
 	}
 	pushText("quiet")
@@ -390,13 +386,13 @@ func TestExpiry(t *testing.T) {
 	if !has(fams, "up_ish", "busy") {
 		t.Error("busy group dropped although it pushed within the TTL")
 	}
-	if v, _ := value(t, fams, "opview_relay_group_fresh", map[string]string{"job": "quiet"}); v != 0 {
+	if v, _ := promtest.Value(fams, "opview_relay_group_fresh", map[string]string{"job": "quiet"}); v != 0 {
 		t.Errorf("opview_relay_group_fresh{job=quiet} = %v, want 0 once expired", v)
 	}
 	if n := r.Store.Sweep(); n != 1 {
 		t.Errorf("Sweep expired %d groups, want 1", n)
 	}
-	if v, _ := value(t, scrape(t, url, ""), "opview_relay_groups_expired_total", nil); v != 1 {
+	if v, _ := promtest.Value(scrape(t, url, ""), "opview_relay_groups_expired_total", nil); v != 1 {
 		t.Errorf("opview_relay_groups_expired_total = %v, want 1", v)
 	}
 	// Forgotten after TTL + ForgetAfter.
@@ -422,7 +418,7 @@ func TestZeroTTLKeepsGroups(t *testing.T) {
 	}
 	clk.Add(1000 * time.Hour)
 	r.Store.Sweep()
-	if _, ok := value(t, scrape(t, url, ""), "x", map[string]string{"job": "forever"}); !ok {
+	if _, ok := promtest.Value(scrape(t, url, ""), "x", map[string]string{"job": "forever"}); !ok {
 		t.Fatal("group expired with --group.ttl=0")
 	}
 }
@@ -481,7 +477,7 @@ func TestConcurrentPushesAndScrapes(t *testing.T) {
 		fams := scrape(t, url, "")
 		done := 0
 		for i := range pushers {
-			if v, _ := value(t, fams, "controller_runtime_reconcile_total", map[string]string{"instance": fmt.Sprint(i), "result": "success"}); v == rounds {
+			if v, _ := promtest.Value(fams, "controller_runtime_reconcile_total", map[string]string{"instance": fmt.Sprint(i), "result": "success"}); v == rounds {
 				done++
 			}
 		}
@@ -502,7 +498,7 @@ func TestConcurrentPushesAndScrapes(t *testing.T) {
 	}
 	fams := scrape(t, url, "")
 	for i := range pushers {
-		if v, _ := value(t, fams, "controller_runtime_reconcile_total", map[string]string{"instance": fmt.Sprint(i), "result": "success"}); v != rounds {
+		if v, _ := promtest.Value(fams, "controller_runtime_reconcile_total", map[string]string{"instance": fmt.Sprint(i), "result": "success"}); v != rounds {
 			t.Errorf("pusher %d: last value %v, want %d", i, v, rounds)
 		}
 	}

@@ -88,7 +88,6 @@ func scrape(t *testing.T, url, accept string) map[string]*dto.MetricFamily {
 	return out
 }
 
-
 // operatorRegistry is a registry shaped like a controller's: a counter vec, a gauge and a
 // histogram, plus the Go collector's families, which collide by name with the relay's own.
 func operatorRegistry(t *testing.T, controller string, reconciles float64) *prometheus.Registry {

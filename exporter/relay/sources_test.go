@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -85,16 +86,19 @@ func TestFlagSourceUpDownExpired(t *testing.T) {
 	}
 }
 
+// loopback lets API sources reach the test's servers on 127.0.0.1.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
 func TestSourcesAPI(t *testing.T) {
 	tokens, err := auth.ParseTokens([]byte("w\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	op := fakeOperator(t, 2)
-	l := startLive(t, Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	l := startLive(t, Config{GroupTTL: time.Minute, WriteTokens: tokens, SourceLimits: sources.Limits{AllowCIDRs: loopback, MinAPIInterval: 50 * time.Millisecond}})
 	api := l.url + sources.APIPath
 	bearer := []string{"Authorization", "Bearer w"}
-	body := `{"url": "` + op.URL + `/metrics", "interval": "50ms", "auth": {"bearer_token": "hunter2"}}`
+	body := `{"url": "` + op.URL + `/metrics", "interval": "50ms", "authorization": {"credentials": "hunter2"}}`
 
 	if code, msg := request(t, http.MethodPut, api+"/lan-op", body); code != http.StatusUnauthorized || !strings.Contains(msg, "requires a token") {
 		t.Fatalf("PUT without a token: %d %s", code, msg)
@@ -106,12 +110,19 @@ func TestSourcesAPI(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("PUT: %d %s", code, msg)
 	}
-	var st sources.Status
+	var st struct {
+		sources.Status
+		Spec struct {
+			URL           string `json:"url"`
+			Authorization struct{ Type, Credentials string }
+		} `json:"spec"`
+	}
 	if err := json.Unmarshal([]byte(msg), &st); err != nil {
 		t.Fatalf("PUT answer %q: %v", msg, err)
 	}
-	if !st.Health.Up || st.Health.Scrapes == 0 || st.Instance != hostOf(t, op.URL) || st.Auth.BearerToken != "<secret>" || st.Origin != "api" {
-		t.Fatalf("PUT answered %+v; want the first scrape's health, the instance and the token redacted", st)
+	if !st.Health.Up || st.Health.Scrapes == 0 || st.Instance != hostOf(t, op.URL) || st.Origin != "api" ||
+		st.Spec.URL != op.URL+"/metrics" || st.Spec.Authorization.Credentials != "<secret>" || st.Spec.Authorization.Type != "Bearer" {
+		t.Fatalf("PUT answered %s; want the first scrape's health, the instance and the token redacted", msg)
 	}
 	if code, msg := request(t, http.MethodPut, api+"/lan-op", body, bearer...); code != http.StatusOK {
 		t.Fatalf("PUT again: %d %s", code, msg)
@@ -126,10 +137,13 @@ func TestSourcesAPI(t *testing.T) {
 
 	for _, c := range []struct{ name, body, want string }{
 		{"bad-url", `{"url": "localhost:8080"}`, "url"},
-		{"url-type", `{"url": 8080}`, `field "url"`},
-		{"interval", `{"url": "http://x/metrics", "interval": "often"}`, "interval"},
-		{"too-often", `{"url": "http://x/metrics", "interval": "1us"}`, "at least"},
-		{"unknown", `{"url": "http://x/metrics", "intervall": "1s"}`, "intervall"},
+		{"url-type", `{"url": 8080}`, `field "url": got a JSON number, want a string`},
+		{"interval", `{"url": "http://x/metrics", "interval": "often"}`, `field "interval": "often" is not a duration`},
+		{"interval-type", `{"url": "http://x/metrics", "interval": 15}`, `field "interval": got a JSON number, want a duration string such as "15s"`},
+		{"nested-type", `{"url": "http://x/metrics", "tls_config": {"insecure_skip_verify": "yes"}}`, `field "tls_config.insecure_skip_verify": got a JSON string, want true or false`},
+		{"too-often", `{"url": "http://x/metrics", "interval": "10ms"}`, "at most every 50ms (the relay's --sources.min-api-interval)"},
+		{"unknown", `{"url": "http://x/metrics", "intervall": "1s"}`, `unknown field "intervall"`},
+		{"timeout", `{"url": "http://x/metrics", "timeout": "1m"}`, "at most 10s (the relay's --sources.scrape-timeout)"},
 		{"bad name!", `{"url": "http://x/metrics"}`, "source name"},
 	} {
 		code, msg := request(t, http.MethodPut, api+"/"+url.PathEscape(c.name), c.body, bearer...)
@@ -137,8 +151,8 @@ func TestSourcesAPI(t *testing.T) {
 		if err := json.Unmarshal([]byte(msg), &e); err != nil {
 			t.Errorf("PUT %s: error answer %q is not JSON: %v", c.name, msg, err)
 		}
-		if code != http.StatusBadRequest || !strings.Contains(e.Error, c.want) {
-			t.Errorf("PUT %s: %d %s; want 400 mentioning %q", c.name, code, msg, c.want)
+		if code != http.StatusBadRequest || !strings.Contains(e.Error, c.want) || strings.Contains(e.Error, "sources.") && !strings.Contains(e.Error, "--sources.") {
+			t.Errorf("PUT %s: %d %s; want 400 mentioning %q and no Go type", c.name, code, msg, c.want)
 		}
 	}
 
@@ -153,6 +167,29 @@ func TestSourcesAPI(t *testing.T) {
 	}
 	if code, _ := request(t, http.MethodDelete, api+"/lan-op", ""); code != http.StatusUnauthorized {
 		t.Fatalf("DELETE without a token: %d", code)
+	}
+}
+
+// The API neither replaces nor deletes a source the operator configured.
+func TestSourcesAPILeavesOperatorSourcesAlone(t *testing.T) {
+	tokens, err := auth.ParseTokens([]byte("w\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := fakeOperator(t, 1)
+	l := startLive(t, Config{
+		GroupTTL: time.Minute, WriteTokens: tokens, SourceLimits: sources.Limits{AllowCIDRs: loopback},
+		Sources: map[string]sources.Spec{"lan-op": {URL: op.URL + "/metrics"}},
+	})
+	bearer := []string{"Authorization", "Bearer w"}
+	if code, msg := request(t, http.MethodPut, l.url+sources.APIPath+"/lan-op", `{"url": "`+op.URL+`/other"}`, bearer...); code != http.StatusConflict || !strings.Contains(msg, "configured by the relay's operator") {
+		t.Fatalf("PUT over an operator's source: %d %s", code, msg)
+	}
+	if code, msg := request(t, http.MethodDelete, l.url+sources.APIPath+"/lan-op", "", bearer...); code != http.StatusConflict {
+		t.Fatalf("DELETE of an operator's source: %d %s", code, msg)
+	}
+	if st, ok := l.Sources.Get("lan-op"); !ok || st.URL != op.URL+"/metrics" || st.Origin != sources.OriginFlag {
+		t.Fatalf("the operator's source changed: %+v", st)
 	}
 }
 

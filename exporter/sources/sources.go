@@ -252,6 +252,13 @@ func newSource(name string, spec Spec, origin string, lim Limits, gate *scrape.G
 	return &source{name: name, spec: spec, origin: origin, key: key, instance: u.Host, scraper: sc}, nil
 }
 
+// Check reports an error if the operator's source name/spec would be refused under lim, so that
+// the command refuses a bad flag or config file before it starts.
+func Check(name string, spec Spec, lim Limits) error {
+	_, err := newSource(name, spec, OriginFlag, lim.WithDefaults(), nil)
+	return err
+}
+
 // Put adds or replaces a source given by the relay's operator (origin OriginFlag) and reports
 // whether it was new. A running manager starts scraping it at once; when wait is true, Put returns
 // after the first scrape. Sources of the API come with their JSON body: PutJSON.

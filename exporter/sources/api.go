@@ -31,6 +31,9 @@ func ListHandler(m *Manager) http.Handler {
 // token) or full; 409 for a name the operator's sources use; 413 for a body over 64 KiB; 429 when
 // sources change faster than they may be scraped.
 func PutHandler(m *Manager, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = m.log
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if !m.opts.API {

@@ -191,7 +191,7 @@ var (
 		Insecure:  `"tls_config": {"insecure_skip_verify": true}`,
 		Token:     `"authorization": {"credentials": "<token>"}`,
 		BodyLimit: "the relay's --" + FlagBodySizeLimit,
-		Timeout:   `"timeout", at most the relay's --` + FlagScrapeTimeout,
+		Timeout:   "the relay's --" + FlagScrapeTimeout,
 	}
 	operatorSettings = scrape.Settings{
 		CA:        "tls_config.ca_file in --" + FlagConfigFile,
@@ -280,18 +280,28 @@ func (m *Manager) PutJSON(ctx context.Context, name string, body []byte) (create
 	if !m.opts.API {
 		return false, refused(http.StatusForbidden, "%v", errAPIOff)
 	}
+	s, err := m.apiSource(name, body)
+	if err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	err = m.admitLocked(s)
+	m.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	// Only a change that will fetch (resolve, then scrape) counts against the rate.
 	if !m.puts.Allow() {
 		return false, refused(http.StatusTooManyRequests, "too many sources added or changed at once (at most %d every %s); retry in a few seconds", m.lim.MaxAPISources, m.lim.MinAPIInterval)
 	}
-	s, err := m.apiSource(ctx, name, body)
-	if err != nil {
-		return false, err
+	if err := m.checkHost(ctx, s.spec.URL); err != nil {
+		return false, refused(http.StatusBadRequest, "source %q: %v", name, err)
 	}
 	return m.add(s, true)
 }
 
-// apiSource decodes and checks a source of the API, including where its host resolves to now.
-func (m *Manager) apiSource(ctx context.Context, name string, body []byte) (*source, error) {
+// apiSource decodes and checks a source of the API.
+func (m *Manager) apiSource(name string, body []byte) (*source, error) {
 	var spec Spec
 	if err := json.Unmarshal(body, &spec); err != nil {
 		var se *json.SyntaxError
@@ -302,9 +312,6 @@ func (m *Manager) apiSource(ctx context.Context, name string, body []byte) (*sou
 	}
 	s, err := newSource(name, spec, OriginAPI, m.lim, m.gate)
 	if err != nil {
-		return nil, refused(http.StatusBadRequest, "source %q: %v", name, err)
-	}
-	if err := m.checkHost(ctx, s.scraper.Target().URL); err != nil {
 		return nil, refused(http.StatusBadRequest, "source %q: %v", name, err)
 	}
 	var compact bytes.Buffer
@@ -319,16 +326,9 @@ func (m *Manager) apiSource(ctx context.Context, name string, body []byte) (*sou
 // reach, so that the client gets a 400 at once. The dialer checks again at every connection: a
 // name that resolves elsewhere later is refused then.
 func (m *Manager) checkHost(ctx context.Context, rawURL string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
+	host, literal, err := m.checkLiteralHost(rawURL)
+	if err != nil || literal {
 		return err
-	}
-	host := u.Hostname()
-	if a, err := netip.ParseAddr(host); err == nil {
-		if err := m.lim.checkAddr(a); err != nil {
-			return fmt.Errorf("url: %s is %v", a, err)
-		}
-		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, min(m.lim.ScrapeTimeout, 5*time.Second))
 	defer cancel()
@@ -349,19 +349,31 @@ func (m *Manager) checkHost(ctx context.Context, rawURL string) error {
 	return first
 }
 
+// checkLiteralHost refuses a URL whose host is an IP address the API may not reach, and reports
+// whether the host is an address.
+func (m *Manager) checkLiteralHost(rawURL string) (host string, literal bool, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", false, err
+	}
+	host = u.Hostname()
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host, false, nil
+	}
+	if err := m.lim.checkAddr(a); err != nil {
+		return host, true, fmt.Errorf("url: %s is %v", a.Unmap(), err)
+	}
+	return host, true, nil
+}
+
 // add registers s, replacing a source of the same name, and starts it when the manager runs.
 func (m *Manager) add(s *source, wait bool) (created bool, err error) {
 	m.mu.Lock()
 	old := m.sources[s.name]
-	if s.origin == OriginAPI {
-		if old != nil && old.origin != OriginAPI {
-			m.mu.Unlock()
-			return false, refused(http.StatusConflict, "source %q is configured by the relay's operator (--source or --%s); choose another name", s.name, FlagConfigFile)
-		}
-		if old == nil && m.countLocked(OriginAPI) >= m.lim.MaxAPISources {
-			m.mu.Unlock()
-			return false, refused(http.StatusForbidden, "the relay already has %d sources added through the API, its maximum (--%s); delete one first", m.lim.MaxAPISources, FlagMaxAPISources)
-		}
+	if err := m.admitLocked(s); err != nil {
+		m.mu.Unlock()
+		return false, err
 	}
 	m.sources[s.name] = s
 	ctx := m.ctx
@@ -383,6 +395,21 @@ func (m *Manager) add(s *source, wait bool) (created bool, err error) {
 		}
 	}
 	return old == nil, nil
+}
+
+// admitLocked refuses an API source that would replace an operator's or pass the count limit.
+func (m *Manager) admitLocked(s *source) error {
+	if s.origin != OriginAPI {
+		return nil
+	}
+	old := m.sources[s.name]
+	if old != nil && old.origin != OriginAPI {
+		return refused(http.StatusConflict, "source %q is configured by the relay's operator (--source or --%s); choose another name", s.name, FlagConfigFile)
+	}
+	if old == nil && m.countLocked(OriginAPI) >= m.lim.MaxAPISources {
+		return refused(http.StatusForbidden, "the relay already has %d sources added through the API, its maximum (--%s); delete one first", m.lim.MaxAPISources, FlagMaxAPISources)
+	}
+	return nil
 }
 
 func (m *Manager) countLocked(origin string) int {

@@ -1,7 +1,6 @@
 package sources
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -55,7 +54,12 @@ func (m *Manager) RestoreState(raw json.RawMessage) (restored int, errs []error)
 			errs = append(errs, fmt.Errorf("pull source %q not restored: the operator configures a source of that name", name))
 			continue
 		}
-		s, err := m.apiSource(context.Background(), name, state[name])
+		// Checked as a PUT is, except where a host name resolves to (not at start: the dialer
+		// checks every address it connects to).
+		s, err := m.apiSource(name, state[name])
+		if err == nil {
+			_, _, err = m.checkLiteralHost(s.spec.URL)
+		}
 		if err == nil {
 			_, err = m.add(s, false)
 		}

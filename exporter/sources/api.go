@@ -55,7 +55,7 @@ func PutHandler(m *Manager, logger *slog.Logger) http.Handler {
 			if code == http.StatusTooManyRequests {
 				w.Header().Set("Retry-After", "5")
 			}
-			logger.Debug("source refused", "source", shorten(name, 140), "code", code, "err", err, "remote", r.RemoteAddr)
+			logger.Debug("source refused", "pull_source", shorten(name, 140), "code", code, "err", err, "remote", r.RemoteAddr)
 			apiError(w, code, err.Error())
 			return
 		}
@@ -64,7 +64,7 @@ func PutHandler(m *Manager, logger *slog.Logger) http.Handler {
 		if created {
 			code = http.StatusCreated
 		}
-		logger.Debug("source put through the API", "source", name, "created", created, "remote", r.RemoteAddr)
+		logger.Debug("source put through the API", "pull_source", name, "created", created, "remote", r.RemoteAddr)
 		writeJSON(w, code, st)
 	})
 }

@@ -39,7 +39,7 @@ const (
 	DefaultMaxAPISources        = 20
 	DefaultMinAPIInterval       = 5 * time.Second
 	DefaultScrapeTimeout        = 10 * time.Second
-	DefaultBodySizeLimit        = 4 << 20
+	DefaultBodySizeLimit        = 1 << 20
 	DefaultMaxConcurrentScrapes = 2
 )
 

@@ -387,7 +387,7 @@ func (m *Manager) add(s *source, wait bool) (created bool, err error) {
 			m.opts.Store.Delete(old.key)
 		}
 	}
-	m.log.Info("source registered", "source", s.name, "url", scrape.RedactURL(s.spec.URL), "interval", time.Duration(s.spec.Interval), "origin", s.origin, "replaced", old != nil)
+	m.log.Info("source registered", "pull_source", s.name, "url", scrape.RedactURL(s.spec.URL), "interval", time.Duration(s.spec.Interval), "origin", s.origin, "replaced", old != nil)
 	if ctx != nil && wait {
 		select {
 		case <-s.first:
@@ -442,7 +442,7 @@ func (m *Manager) Delete(name string) error {
 	m.mu.Unlock()
 	s.stop()
 	m.opts.Store.Delete(s.key)
-	m.log.Info("source deleted", "source", name)
+	m.log.Info("source deleted", "pull_source", name)
 	return nil
 }
 
@@ -572,13 +572,13 @@ func (m *Manager) scrape(ctx context.Context, s *source) {
 		h.Up, h.LastError, h.Series = false, shorten(msg, maxErrorLen), 0
 		h.Errors++
 		if wasUp || first {
-			m.log.Warn("source down", "source", s.name, "err", shorten(err.Error(), maxErrorLen+maxURLLen))
+			m.log.Warn("source down", "pull_source", s.name, "err", shorten(err.Error(), maxErrorLen+maxURLLen))
 		}
 		return
 	}
 	h.Up, h.LastError, h.Series = true, "", series
 	if !wasUp {
-		m.log.Info("source up", "source", s.name, "series", series)
+		m.log.Info("source up", "pull_source", s.name, "series", series)
 	}
 }
 

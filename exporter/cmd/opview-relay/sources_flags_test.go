@@ -65,6 +65,13 @@ func TestSourceFlags(t *testing.T) {
 		t.Errorf("limits: %+v", lim)
 	}
 
+	list := &sourceList{}
+	list.Set("a=http://op:s3cret@192.168.1.20:8080/metrics")
+	list.Set("b=http://192.168.1.21/metrics")
+	if got := list.String(); got != "a=http://op:xxxxx@192.168.1.20:8080/metrics b=http://192.168.1.21/metrics" {
+		t.Errorf("--source as the status page lists it: %s", got)
+	}
+
 	for _, c := range []struct {
 		name string
 		args []string

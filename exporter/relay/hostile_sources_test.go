@@ -7,7 +7,6 @@ package relay_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -60,18 +59,7 @@ func writeTokens(t *testing.T) *auth.Tokens {
 // call sends a request with the write token.
 func call(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+writeToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return do(t, method, url, "", []byte(body), "Authorization", "Bearer "+writeToken)
 }
 
 // target is an endpoint the relay should not reach; it counts the requests it gets.

@@ -19,7 +19,7 @@ import (
 	"github.com/opview/opview/internal/relaytest"
 )
 
-// send is do for a body given as a string.
+// send is do with a body given as a string.
 func send(t *testing.T, method, url, body string, headers ...string) (int, string) {
 	t.Helper()
 	return do(t, method, url, "", []byte(body), headers...)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opview/opview/exporter/auth"
 	"github.com/opview/opview/exporter/persist"
 	"github.com/opview/opview/exporter/sources"
 	"github.com/opview/opview/internal/promtest"
@@ -28,14 +31,31 @@ func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c
 func TestPersistenceSurvivesRestart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "relay.json")
 	clock := &fakeClock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-	cfg := Config{GroupTTL: 5 * time.Minute, ForgetAfter: time.Hour, PersistenceFile: file, Now: clock.Now}
-	op := fakeOperator(t, 3)
+	tokens, err := auth.ParseTokens([]byte("w\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		GroupTTL: 5 * time.Minute, ForgetAfter: time.Hour, PersistenceFile: file, Now: clock.Now,
+		WriteTokens: tokens, SourceLimits: sources.Limits{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+	}
+	op := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer hunter2" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		w.Write([]byte("# TYPE widgets gauge\nwidgets 3\n"))
+	}))
+	t.Cleanup(op.Close)
+	bearer := []string{"Authorization", "Bearer w"}
 
 	a := startLive(t, cfg)
-	if code, msg := request(t, http.MethodPut, a.url+"/metrics/job/op/instance/laptop", "# TYPE workqueue_depth gauge\nworkqueue_depth{name=\"memcached\"} 4\n"); code != http.StatusOK {
+	if code, msg := request(t, http.MethodPut, a.url+"/metrics/job/op/instance/laptop", "# TYPE workqueue_depth gauge\nworkqueue_depth{name=\"memcached\"} 4\n", bearer...); code != http.StatusOK {
 		t.Fatalf("push: %d %s", code, msg)
 	}
-	if code, msg := request(t, http.MethodPut, a.url+sources.APIPath+"/lan-op", `{"url":"`+op.URL+`/metrics","interval":"1h"}`); code != http.StatusCreated {
+	body := `{"url":"` + op.URL + `/metrics","interval":"1h","authorization":{"credentials":"hunter2"}}`
+	if code, msg := request(t, http.MethodPut, a.url+sources.APIPath+"/lan-op", body, bearer...); code != http.StatusCreated {
 		t.Fatalf("PUT source: %d %s", code, msg)
 	}
 	a.stop() // saves
@@ -65,6 +85,10 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 	if st, ok := b.Sources.Get("lan-op"); !ok || st.Origin != "api" || st.URL != op.URL+"/metrics" {
 		t.Fatalf("API source not restored: %+v %v", st, ok)
 	}
+	promtest.Eventually(t, 10*time.Second, "the restored source to scrape with its restored token", func() bool {
+		st, _ := b.Sources.Get("lan-op")
+		return st.Health.Up
+	})
 	b.stop()
 
 	// Past the TTL, a restored group is expired: health kept, samples gone.

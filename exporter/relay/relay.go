@@ -40,8 +40,11 @@ type Config struct {
 	// Settings are shown on the status page, in order.
 	Settings []api.Setting
 
-	// Sources are the pull sources given by flags (--source NAME=URL), by name.
+	// Sources are the pull sources given by the operator (--source NAME=URL,
+	// --sources.config-file), by name.
 	Sources map[string]sources.Spec
+	// SourceLimits bound the pull sources and what the sources API may reach (--sources.*).
+	SourceLimits sources.Limits
 	// WriteTokens, when set, are required for writes: pushes, deletes and the sources API's PUT
 	// and DELETE (--web.write-token-file). Reads stay open.
 	WriteTokens *auth.Tokens
@@ -147,7 +150,7 @@ func New(cfg Config) *Relay {
 	})
 	reg.MustRegister(store.NewCollector(st))
 
-	srcs := sources.NewManager(sources.Options{Store: st, Logger: cfg.Logger.With("component", "sources"), Now: cfg.Now})
+	srcs := sources.NewManager(sources.Options{Store: st, Limits: cfg.SourceLimits, API: cfg.WriteTokens != nil, Logger: cfg.Logger.With("component", "sources"), Now: cfg.Now})
 	reg.MustRegister(srcs.Collector())
 
 	r := &Relay{cfg: cfg, Store: st, Registry: reg, Sources: srcs}
@@ -248,13 +251,7 @@ func (r *Relay) Close() error {
 }
 
 // sourcesState is what the persistence file keeps of the sources: those added through the API.
-func (r *Relay) sourcesState() (json.RawMessage, error) {
-	specs := map[string]sources.Spec{}
-	for _, st := range r.Sources.Specs("api") {
-		specs[st.Name] = st.Spec
-	}
-	return json.Marshal(specs)
-}
+func (r *Relay) sourcesState() (json.RawMessage, error) { return r.Sources.State() }
 
 // restoreSummary is what the status page says of the last restore.
 type restoreSummary struct {
@@ -323,22 +320,9 @@ func (r *Relay) restore() {
 	if sum.OverBudget > 0 {
 		log.Warn("the store's byte budget is full: groups left out of the restore", "left_out", sum.OverBudget, "budget_bytes", r.cfg.Limits.MaxBytes)
 	}
-	nsrc := 0
-	if len(h.Sources) > 0 {
-		var specs map[string]sources.Spec
-		if err := json.Unmarshal(h.Sources, &specs); err != nil {
-			log.Warn("persisted pull sources not restored", "err", err)
-		}
-		for name, spec := range specs {
-			if _, ok := r.cfg.Sources[name]; ok {
-				continue // the flag wins
-			}
-			if _, err := r.Sources.Put(name, spec, "api", false); err != nil {
-				log.Warn("persisted pull source not restored", "source", name, "err", err)
-				continue
-			}
-			nsrc++
-		}
+	nsrc, errs := r.Sources.RestoreState(h.Sources)
+	for _, err := range errs {
+		log.Warn("persisted pull source not restored", "err", err)
 	}
 	log.Info("restored from the persistence file", "file", r.cfg.PersistenceFile, "saved_at", h.SavedAt, "groups", sum.Restored, "skipped", sum.Skipped, "sources", nsrc)
 }

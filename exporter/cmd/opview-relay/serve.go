@@ -21,7 +21,6 @@ import (
 	"github.com/opview/opview/exporter/api"
 	"github.com/opview/opview/exporter/auth"
 	"github.com/opview/opview/exporter/relay"
-	"github.com/opview/opview/exporter/sources"
 	"github.com/opview/opview/exporter/store"
 )
 
@@ -48,8 +47,7 @@ func serveCommand(app *kingpin.Application) command {
 		Default(fmt.Sprint(relay.DefaultLabelValueLengthLimit)).Int()
 	helpLen := cmd.Flag("push.help-length-limit", "Longest HELP text of a pushed family, in bytes. 0: no limit.").
 		Default(fmt.Sprint(relay.DefaultHelpLengthLimit)).Int()
-	srcs := cmd.Flag("source", "Pull source NAME=URL (repeatable): the relay scrapes the URL into the group {job=NAME, instance=<host:port>}. More, with auth: PUT /api/v1/sources/<name>.").
-		PlaceHolder("NAME=URL").Strings()
+	srcs := addSourceFlags(cmd)
 	persistenceFile := cmd.Flag("persistence.file", "File that keeps the groups (and the sources added through the API) across restarts; its directory must exist. Empty: keep nothing.").PlaceHolder("FILE").String()
 	persistenceInterval := durationFlag(cmd, "persistence.interval", "How often the persistence file is written (also on shutdown). 0: only on shutdown.",
 		relay.DefaultPersistenceInterval)
@@ -92,18 +90,8 @@ func serveCommand(app *kingpin.Application) command {
 			Limits: limits, Logger: logger,
 			PersistenceFile: *persistenceFile, PersistenceInterval: *persistenceInterval,
 		}
-		for _, v := range *srcs {
-			name, spec, err := sources.ParseFlag(v)
-			if err != nil {
-				return usageError(logger, err.Error())
-			}
-			if _, dup := cfg.Sources[name]; dup {
-				return usageError(logger, fmt.Sprintf("--source %q: the name %q is given twice", v, name))
-			}
-			if cfg.Sources == nil {
-				cfg.Sources = map[string]sources.Spec{}
-			}
-			cfg.Sources[name] = spec
+		if err := srcs.apply(&cfg); err != nil {
+			return usageError(logger, err.Error())
 		}
 		if *writeTokenFile != "" {
 			t, err := auth.LoadTokenFile(*writeTokenFile)

@@ -168,8 +168,7 @@ func TestMetricNamesExist(t *testing.T) {
 		GroupTTL:     relay.DefaultGroupTTL,
 		ForgetAfter:  relay.DefaultForgetAfter,
 		MaxBodyBytes: relay.DefaultMaxBodyBytes,
-		MaxSeries:    relay.DefaultMaxSeries,
-		MaxGroups:    relay.DefaultMaxGroups,
+		Limits:       relay.DefaultLimits(0),
 		Sources: map[string]sources.Spec{
 			"sample-pull": {URL: "http://" + metricsAddr + "/metrics", Interval: sources.Duration(200 * time.Millisecond)},
 		},

@@ -163,7 +163,7 @@ func New(cfg Config) *Relay {
 	r.restore()
 	for name, spec := range cfg.Sources {
 		if _, err := srcs.Put(name, spec, "flag", false); err != nil {
-			cfg.Logger.Error("pull source not registered", "source", name, "err", err)
+			cfg.Logger.Error("pull source not registered", "pull_source", name, "err", err)
 		}
 	}
 

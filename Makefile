@@ -43,7 +43,7 @@ lint: ## gofmt, go vet and staticcheck on every module.
 	done
 
 .PHONY: generate
-generate: dashboards haproxy ## Regenerate every generated file.
+generate: dashboards haproxy remote-write ## Regenerate every generated file.
 
 .PHONY: check-generated
 check-generated: generate ## Fail when committed generated files differ from the generators' output.
@@ -54,6 +54,11 @@ check-generated: generate ## Fail when committed generated files differ from the
 .PHONY: haproxy
 haproxy: ## Write deploy/haproxy/haproxy.cfg from the node list in deploy/haproxy/nodes.txt (docs/multinode.md).
 	$(GO) run ./hack/haproxy -nodes deploy/haproxy/nodes.txt -out deploy/haproxy/haproxy.cfg
+
+.PHONY: remote-write
+remote-write: ## Write the remote-write component's prometheus.yml from the base one and its remote-write.yml (docs/remote-write.md).
+	$(GO) run ./hack/remotewrite -base deploy/k3s/prometheus/prometheus.yml \
+	  -settings deploy/k3s/components/remote-write/remote-write.yml -out deploy/k3s/components/remote-write/prometheus.yml
 
 .PHONY: dashboards
 dashboards: ## Regenerate the Grafana dashboards' JSON in dashboards/.

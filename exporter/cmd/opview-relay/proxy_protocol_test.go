@@ -12,13 +12,14 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/pires/go-proxyproto"
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/opview/opview/internal/promtest"
 )
 
 // v2Header is a PROXY protocol v2 header written by hand from the specification (not by the
@@ -232,7 +233,7 @@ func TestServeWithProxyProtocol(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	var errOut safeBuffer
+	var errOut promtest.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--web.listen-address=" + addr, "--" + proxyProtocolFlag + "=127.0.0.0/8"}, &bytes.Buffer{}, &errOut)
@@ -248,20 +249,14 @@ func TestServeWithProxyProtocol(t *testing.T) {
 			t.Error("relay did not shut down")
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	promtest.Eventually(t, 10*time.Second, "the relay to be ready", func() bool {
 		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay not ready: %v\n%s", err, errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, with a deadline
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -297,22 +292,4 @@ func TestServeWithProxyProtocol(t *testing.T) {
 	if !strings.Contains(errOut.String(), "PROXY protocol headers trusted") {
 		t.Errorf("the log does not say which addresses are trusted:\n%s", errOut.String())
 	}
-}
-
-// safeBuffer is a bytes.Buffer safe for the logger's and the test's goroutines.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

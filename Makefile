@@ -43,13 +43,22 @@ lint: ## gofmt, go vet and staticcheck on every module.
 	done
 
 .PHONY: generate
-generate: dashboards ## Regenerate every generated file.
+generate: dashboards haproxy remote-write ## Regenerate every generated file.
 
 .PHONY: check-generated
 check-generated: generate ## Fail when committed generated files differ from the generators' output.
 	@git diff --exit-code -- dashboards deploy || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
 	@untracked=$$(git ls-files --others --exclude-standard -- dashboards deploy); \
 	  if [ -n "$$untracked" ]; then echo "generated files not committed:"; echo "$$untracked"; exit 1; fi
+
+.PHONY: haproxy
+haproxy: ## Write deploy/haproxy/haproxy.cfg from the node list in deploy/haproxy/nodes.txt (docs/multinode.md).
+	$(GO) run ./hack/haproxy -nodes deploy/haproxy/nodes.txt -out deploy/haproxy/haproxy.cfg
+
+.PHONY: remote-write
+remote-write: ## Write the remote-write component's prometheus.yml from the base one and its remote-write.yml (docs/remote-write.md).
+	$(GO) run ./hack/remotewrite -base deploy/k3s/prometheus/prometheus.yml \
+	  -settings deploy/k3s/components/remote-write/remote-write.yml -out deploy/k3s/components/remote-write/prometheus.yml
 
 .PHONY: dashboards
 dashboards: ## Regenerate the Grafana dashboards' JSON in dashboards/.

@@ -263,6 +263,7 @@ func TestObjectsDecodeStrictly(t *testing.T) {
 	for _, file := range helmChartConfigFiles {
 		t.Run(file, func(t *testing.T) { check(t, file, []object{readObject(t, file)}) })
 	}
+	t.Run(remoteWriteDir, func(t *testing.T) { b := renderRemoteWrite(t); check(t, b.dir, b.objects) })
 }
 
 // TestValidationCatchesMistakes: the checks above refuse what the API server or Traefik would

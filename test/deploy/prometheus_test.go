@@ -85,8 +85,14 @@ func containerPort(t *testing.T, c corev1.Container, name string) int32 {
 // TestPrometheusConfig loads the rendered prometheus.yml with Prometheus's own loader and checks
 // the scrape jobs the bundle depends on.
 func TestPrometheusConfig(t *testing.T) {
+	checkPrometheusConfig(t, render(t, k3sDir))
+}
+
+// checkPrometheusConfig runs TestPrometheusConfig's checks on a rendered bundle and returns the
+// configuration Prometheus loaded.
+func checkPrometheusConfig(t *testing.T, b bundle) *config.Config {
+	t.Helper()
 	_ = kubernetes.RolePod
-	b := render(t, k3sDir)
 	d := deployment(t, b, "prometheus")
 	prom := container(t, d, "prometheus")
 	relay := container(t, d, "relay")
@@ -182,6 +188,7 @@ func TestPrometheusConfig(t *testing.T) {
 	if !keepsAnnotated {
 		t.Error("kubernetes-pods job does not keep only pods annotated prometheus.io/scrape")
 	}
+	return cfg
 }
 
 func keys[V any](m map[string]V) []string {

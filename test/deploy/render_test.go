@@ -38,6 +38,8 @@ var secretFixtures = map[string]string{
 	// htpasswd line for admin / test (apr1), the format `make secret` writes.
 	"deploy/traefik/secrets/prometheus.htpasswd": "admin:$apr1$Jk6Uu2cW$1x4K8.6Gf9m3t0yUeEFxO/\n",
 	"deploy/k3s/secrets/relay-write-token":       "test-only-relay-token\n",
+	// The remote store's password, written by hand (deploy/k3s/components/remote-write/secrets/README.md).
+	remoteWriteCredentials: "test-only-remote-write-password\n",
 }
 
 // object is one rendered manifest.
@@ -127,7 +129,7 @@ func tree(t *testing.T, edit func(fsys filesys.FileSystem)) filesys.FileSystem {
 
 func isIgnoredSecret(rel string) bool {
 	dir := filepath.ToSlash(filepath.Dir(rel))
-	return (dir == "deploy/k3s/secrets" || dir == "deploy/traefik/secrets") && filepath.Ext(rel) != ".md"
+	return (dir == "deploy/k3s/secrets" || dir == "deploy/traefik/secrets" || dir == remoteWriteDir+"/secrets") && filepath.Ext(rel) != ".md"
 }
 
 // renderIn renders dir (relative to the repository) with kustomize's library, as

@@ -15,6 +15,7 @@ import (
 var helmChartConfigFiles = []string{
 	"deploy/traefik/traefik-config.yaml",
 	"deploy/traefik/examples/questdb/traefik-config.yaml",
+	haproxyHelmChartConfig,
 }
 
 // Keys the Traefik chart reads under ports.<name> (chart v27 and later; k3s strips the chart's
@@ -27,7 +28,14 @@ var chartPortKeys = map[string]bool{
 	"transport": true, "observability": true,
 }
 
+// Keys the chart reads under ports.<name>.proxyProtocol and ports.<name>.forwardedHeaders.
+var chartTrustKeys = map[string]map[string]bool{
+	"proxyProtocol":    {"trustedIPs": true, "insecure": true},
+	"forwardedHeaders": {"trustedIPs": true, "insecure": true, "connection": true, "notAppendXForwardedFor": true},
+}
+
 // The chart's own entrypoints and their container ports; an added entrypoint must not reuse them.
+// A HelmChartConfig may only add trust settings (chartTrustKeys) to them.
 var chartDefaultPorts = map[string]int{"web": 8000, "websecure": 8443, "traefik": 8080, "metrics": 9100}
 
 // chartPort is ports.<name> of the chart's values, as far as the bundle uses it.
@@ -38,9 +46,9 @@ type chartPort struct {
 	Expose      map[string]any `json:"expose"`
 }
 
-// helmChartPorts reads a HelmChartConfig file and checks its valuesContent: it parses, names
-// k3s's Traefik, and every port it adds is one the chart renders into an exposed entrypoint.
-func helmChartPorts(t *testing.T, file string) map[string]chartPort {
+// helmChartValues reads a HelmChartConfig file: it names k3s's Traefik and its valuesContent
+// parses strictly.
+func helmChartValues(t *testing.T, file string) map[string]any {
 	t.Helper()
 	o := readObject(t, file)
 	if o.apiVersion() != "helm.cattle.io/v1" || o.kind() != "HelmChartConfig" {
@@ -57,8 +65,18 @@ func helmChartPorts(t *testing.T, file string) map[string]chartPort {
 	if err := yaml.UnmarshalStrict([]byte(content), &values); err != nil {
 		t.Fatalf("%s: valuesContent: %v", file, err)
 	}
+	return values
+}
+
+// helmChartPorts reads a HelmChartConfig file and checks its valuesContent: it parses, names
+// k3s's Traefik, sets nothing but ports (and the values named in otherValues), and every port
+// it adds is one the chart renders into an exposed entrypoint. Trust settings on the chart's own
+// entrypoints are checked (their keys), not returned.
+func helmChartPorts(t *testing.T, file string, otherValues ...string) map[string]chartPort {
+	t.Helper()
+	values := helmChartValues(t, file)
 	for k := range values {
-		if k != "ports" {
+		if k != "ports" && !contains(otherValues, k) {
 			t.Errorf("%s: valuesContent sets %q: the bundle only adds ports (change this test if that is intended)", file, k)
 		}
 	}
@@ -78,6 +96,25 @@ func helmChartPorts(t *testing.T, file string) map[string]chartPort {
 			if !chartPortKeys[k] {
 				t.Errorf("%s.%s: not a key of the chart's ports (ignored silently by k3s)", where, k)
 			}
+			if known, ok := chartTrustKeys[k]; ok {
+				sub, isMap := entry[k].(map[string]any)
+				if !isMap {
+					t.Errorf("%s.%s: not a map", where, k)
+				}
+				for sk := range sub {
+					if !known[sk] {
+						t.Errorf("%s.%s.%s: not a key the chart reads (ignored silently by k3s)", where, k, sk)
+					}
+				}
+			}
+		}
+		if _, own := chartDefaultPorts[name]; own {
+			for k := range entry {
+				if _, trust := chartTrustKeys[k]; !trust {
+					t.Errorf("%s.%s: redefines one of the chart's own entrypoints (only proxyProtocol and forwardedHeaders may be added)", where, k)
+				}
+			}
+			continue
 		}
 		if _, isBool := entry["expose"].(bool); isBool {
 			t.Errorf("%s.expose is a bool: since chart v27 it is a map keyed by Service name (expose: {default: true}); a bool breaks the chart render", where)
@@ -93,9 +130,6 @@ func helmChartPorts(t *testing.T, file string) map[string]chartPort {
 		}
 		if name != strings.ToLower(name) || len(name) > 15 {
 			t.Errorf("%s: the chart lower-cases entrypoint names and cuts them to 15 characters: use a short lower-case name", where)
-		}
-		if _, clash := chartDefaultPorts[name]; clash {
-			t.Errorf("%s: redefines one of the chart's own entrypoints", where)
 		}
 		if p.Port <= 1024 {
 			t.Errorf("%s.port = %d: Traefik runs unprivileged, the container port must be above 1024", where, p.Port)

@@ -52,6 +52,7 @@ func serveCommand(app *kingpin.Application) command {
 	persistenceInterval := durationFlag(cmd, "persistence.interval", "How often the persistence file is written (also on shutdown). 0: only on shutdown.",
 		relay.DefaultPersistenceInterval)
 	writeTokenFile := cmd.Flag("web.write-token-file", "File with the token(s), one per line, that pushes, deletes and the sources API need (Authorization: Bearer <token>, or basic auth with the token as password). Reads stay open. Empty: writes are open to anyone who reaches the relay, and the sources API is off.").PlaceHolder("FILE").String()
+	proxyTrust := addProxyProtocolFlag(cmd)
 
 	return command{clause: cmd, action: func(ctx context.Context, logger *slog.Logger) int {
 		for _, c := range []struct {
@@ -105,7 +106,7 @@ func serveCommand(app *kingpin.Application) command {
 		if err := r.CheckPersistence(); err != nil {
 			return usageError(logger, "--persistence.file: "+err.Error())
 		}
-		return serve(ctx, r, webCfg, cfg.WriteTokens != nil, logger)
+		return serve(ctx, r, webCfg, cfg.WriteTokens != nil, proxyTrust, logger)
 	}}
 }
 
@@ -151,7 +152,7 @@ var httpLimits = serverLimits{
 	maxHeaderBytes:    64 << 10,
 }
 
-func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, tokens bool, logger *slog.Logger) int {
+func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, tokens bool, proxyTrust *proxyTrust, logger *slog.Logger) int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGOGC)
 	}
@@ -165,6 +166,7 @@ func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, tokens b
 		logger.Error("listening", "err", err)
 		return 1
 	}
+	listeners = proxyTrust.wrapAll(listeners, logger)
 	addrs := make([]string, len(listeners))
 	for i, l := range listeners {
 		addrs[i] = l.Addr().String()

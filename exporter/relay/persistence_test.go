@@ -1,4 +1,4 @@
-package relay
+package relay_test
 
 import (
 	"errors"
@@ -9,34 +9,28 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/opview/opview/exporter/auth"
 	"github.com/opview/opview/exporter/persist"
+	"github.com/opview/opview/exporter/relay"
 	"github.com/opview/opview/exporter/sources"
 	"github.com/opview/opview/internal/promtest"
+	"github.com/opview/opview/internal/relaytest"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 
 // Groups and API sources survive a restart; restored groups keep their last push time, so
 // expiry applies to them as if the relay had never stopped.
 func TestPersistenceSurvivesRestart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "relay.json")
-	clock := &fakeClock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	clk := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
 	tokens, err := auth.ParseTokens([]byte("w\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{
-		GroupTTL: 5 * time.Minute, ForgetAfter: time.Hour, PersistenceFile: file, Now: clock.Now,
+	cfg := relay.Config{
+		GroupTTL: 5 * time.Minute, ForgetAfter: time.Hour, PersistenceFile: file, Now: clk.Now,
 		WriteTokens: tokens, SourceLimits: sources.Limits{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
 	}
 	op := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -50,24 +44,22 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 	t.Cleanup(op.Close)
 	bearer := []string{"Authorization", "Bearer w"}
 
-	a := startLive(t, cfg)
-	if code, msg := request(t, http.MethodPut, a.url+"/metrics/job/op/instance/laptop", "# TYPE workqueue_depth gauge\nworkqueue_depth{name=\"memcached\"} 4\n", bearer...); code != http.StatusOK {
+	a := relaytest.Start(t, cfg)
+	if code, msg := do(t, http.MethodPut, a.URL+"/metrics/job/op/instance/laptop", "", []byte("# TYPE workqueue_depth gauge\nworkqueue_depth{name=\"memcached\"} 4\n"), bearer...); code != http.StatusOK {
 		t.Fatalf("push: %d %s", code, msg)
 	}
 	body := `{"url":"` + op.URL + `/metrics","interval":"1h","authorization":{"credentials":"hunter2"}}`
-	if code, msg := request(t, http.MethodPut, a.url+sources.APIPath+"/lan-op", body, bearer...); code != http.StatusCreated {
+	if code, msg := do(t, http.MethodPut, a.URL+sources.APIPath+"/lan-op", "", []byte(body), bearer...); code != http.StatusCreated {
 		t.Fatalf("PUT source: %d %s", code, msg)
 	}
-	a.stop() // saves
+	a.Stop() // saves
 
-	clock.mu.Lock()
-	clock.t = clock.t.Add(time.Minute)
-	clock.mu.Unlock()
-	b := startLive(t, cfg)
-	if !strings.Contains(b.logs.String(), "restored from the persistence file") {
-		t.Errorf("restore not logged:\n%s", b.logs)
+	clk.Add(time.Minute)
+	b := relaytest.Start(t, cfg)
+	if !strings.Contains(b.Logs.String(), "restored from the persistence file") {
+		t.Errorf("restore not logged:\n%s", b.Logs)
 	}
-	if v, ok := promtest.Value(promtest.Scrape(t, b.url+"/metrics"), "workqueue_depth", map[string]string{"job": "op", "instance": "laptop", "name": "memcached"}); !ok || v != 4 {
+	if v, ok := promtest.Value(promtest.Scrape(t, b.URL+"/metrics"), "workqueue_depth", map[string]string{"job": "op", "instance": "laptop", "name": "memcached"}); !ok || v != 4 {
 		t.Fatalf("restored sample: %v %v", v, ok)
 	}
 	var found bool
@@ -89,14 +81,12 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 		st, _ := b.Sources.Get("lan-op")
 		return st.Health.Up
 	})
-	b.stop()
+	b.Stop()
 
 	// Past the TTL, a restored group is expired: health kept, samples gone.
-	clock.mu.Lock()
-	clock.t = clock.t.Add(10 * time.Minute)
-	clock.mu.Unlock()
-	c := startLive(t, cfg)
-	fams := promtest.Scrape(t, c.url+"/metrics")
+	clk.Add(10 * time.Minute)
+	c := relaytest.Start(t, cfg)
+	fams := promtest.Scrape(t, c.URL+"/metrics")
 	if _, ok := promtest.Value(fams, "workqueue_depth", map[string]string{"job": "op"}); ok {
 		t.Fatal("a group restored after its TTL is still exposed")
 	}
@@ -117,9 +107,9 @@ func TestPersistenceCorruptFile(t *testing.T) {
 			if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			l := startLive(t, Config{GroupTTL: time.Minute, PersistenceFile: file})
-			if !strings.Contains(l.logs.String(), "persistence file is corrupt") || !strings.Contains(l.logs.String(), ".corrupt-") {
-				t.Errorf("corruption not logged with the new place:\n%s", l.logs)
+			l := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, PersistenceFile: file})
+			if !strings.Contains(l.Logs.String(), "persistence file is corrupt") || !strings.Contains(l.Logs.String(), ".corrupt-") {
+				t.Errorf("corruption not logged with the new place:\n%s", l.Logs)
 			}
 			aside, _ := filepath.Glob(file + ".corrupt-*")
 			if len(aside) != 1 {
@@ -128,13 +118,13 @@ func TestPersistenceCorruptFile(t *testing.T) {
 			if b, _ := os.ReadFile(aside[0]); string(b) != content {
 				t.Error("the file moved aside is not the original")
 			}
-			if code, _ := request(t, http.MethodGet, l.url+"/metrics", ""); code != http.StatusOK {
+			if code, _ := do(t, http.MethodGet, l.URL+"/metrics", "", []byte("")); code != http.StatusOK {
 				t.Fatalf("/metrics: %d", code)
 			}
-			if code, msg := request(t, http.MethodPut, l.url+"/metrics/job/x", "a 1\n"); code != http.StatusOK {
+			if code, msg := do(t, http.MethodPut, l.URL+"/metrics/job/x", "", []byte("a 1\n")); code != http.StatusOK {
 				t.Fatalf("push after a corrupt file: %d %s", code, msg)
 			}
-			l.stop()
+			l.Stop()
 			if _, groups, err := persist.ReadFile(file); err != nil || len(groups) != 1 {
 				t.Fatalf("the relay did not write a fresh file on shutdown: %v %v", groups, err)
 			}
@@ -144,8 +134,8 @@ func TestPersistenceCorruptFile(t *testing.T) {
 
 func TestPersistencePeriodicSave(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "relay.json")
-	l := startLive(t, Config{GroupTTL: time.Minute, PersistenceFile: file, PersistenceInterval: 20 * time.Millisecond})
-	if code, msg := request(t, http.MethodPut, l.url+"/metrics/job/periodic", "a 1\n"); code != http.StatusOK {
+	l := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, PersistenceFile: file, PersistenceInterval: 20 * time.Millisecond})
+	if code, msg := do(t, http.MethodPut, l.URL+"/metrics/job/periodic", "", []byte("a 1\n")); code != http.StatusOK {
 		t.Fatalf("push: %d %s", code, msg)
 	}
 	promtest.Eventually(t, 10*time.Second, "the periodic save to contain the group", func() bool {

@@ -80,6 +80,10 @@ func relayDashboard() dashboardSpec {
 			tgt("A", "sum by (job, instance) ("+rate("opview_relay_groups_expired_total", relaySel)+")", "{{job}} {{instance}} expired")),
 		ts(26, "Relay build", "short", "Running relay versions (1 per relay).",
 			tgt("A", "sum by (version, revision) (opview_relay_build_info{"+relaySel+"})", "{{version}} {{revision}}")),
+		ts(27, "Store memory and its budget", "bytes", "Memory the stored groups take, as the relay counts it, against its byte budget "+
+			"(--store.max-bytes, a quarter of the container's memory limit in the bundle): pushes that would pass it are refused with 413.",
+			tgt("A", "sum by (job, instance) (opview_relay_store_bytes{"+relaySel+"})", "{{job}} {{instance}} stored"),
+			tgt("B", "sum by (job, instance) (opview_relay_store_budget_bytes{"+relaySel+"})", "{{job}} {{instance}} budget")),
 	}
 	for i := range push {
 		push[i].w, push[i].h = 8, 8

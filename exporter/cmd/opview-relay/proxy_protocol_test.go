@@ -19,7 +19,6 @@ import (
 	"github.com/pires/go-proxyproto"
 	"github.com/prometheus/exporter-toolkit/web"
 
-	"github.com/opview/opview/internal/promtest"
 )
 
 // v2Header is a PROXY protocol v2 header written by hand from the specification (not by the
@@ -226,38 +225,8 @@ func TestProxyProtocolFlag(t *testing.T) {
 // TestServeWithProxyProtocol runs the real command with a trusted address: a push behind a PROXY
 // header lands, /metrics and the probes answer without one, and the status page lists the setting.
 func TestServeWithProxyProtocol(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	var errOut promtest.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"--web.listen-address=" + addr, "--" + proxyProtocolFlag + "=127.0.0.0/8"}, &bytes.Buffer{}, &errOut)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d; log:\n%s", code, errOut.String())
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("relay did not shut down")
-		}
-	}()
-	promtest.Eventually(t, 10*time.Second, "the relay to be ready", func() bool {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-
+	url, errOut := startServe(t, "--"+proxyProtocolFlag+"=127.0.0.0/8")
+	addr := strings.TrimPrefix(url, "http://")
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

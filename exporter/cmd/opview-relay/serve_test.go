@@ -29,8 +29,8 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startServe runs the serve command with args until the test ends, waits for it to be ready
-// and returns its base URL and log.
+// startServe runs the serve command with args until the test ends (then stops it as SIGTERM
+// does, expecting a clean exit), waits for it to be ready and returns its base URL and log.
 func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
 	t.Helper()
 	addr := freeAddr(t)
@@ -43,7 +43,10 @@ func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d after SIGTERM; log:\n%s", code, logs.String())
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("relay did not shut down")
 		}

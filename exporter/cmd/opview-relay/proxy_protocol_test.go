@@ -18,7 +18,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/pires/go-proxyproto"
 	"github.com/prometheus/exporter-toolkit/web"
-
 )
 
 // v2Header is a PROXY protocol v2 header written by hand from the specification (not by the

@@ -136,34 +136,36 @@ clean: ## Remove build outputs (not the e2e binary cache; see clean-cache).
 	rm -rf $(BIN) dist
 
 .PHONY: clean-cache
-clean-cache: ## Remove the cache of real binaries built for make e2e and make bench.
+clean-cache: ## Remove the cache of real binaries built for make e2e.
 	rm -rf .cache
 
-# make bench: opview-relay side by side with Pushgateway (Debian package prometheus-pushgateway) on
-# a captured controller-runtime payload; see docs/benchmarks.md. BENCH_ARGS go to bench/main.go
-# (e.g. BENCH_ARGS='-n 1,10' for a quick run).
+# make bench: opview-relay side by side with Pushgateway (Debian package prometheus-pushgateway) in its
+# default mode and with --push.disable-consistency-check, and against the parse-only and bare-bytes
+# limits, on a captured controller-runtime payload; see docs/benchmarks.md. BENCH_ARGS go to
+# bin/opview-bench (e.g. BENCH_ARGS='-n 1,10 -repeats 2' for a quick run; -h lists them all).
 PUSHGATEWAY ?= prometheus-pushgateway
 BENCH_ARGS  ?=
+BENCH_BASE  ?=
 BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
-GOBENCH     := $(GO) test ./exporter/store ./exporter/api -run '^$$' -bench . -benchmem -count 6 -benchtime 50x
+GOBENCH_ARGS := ./exporter/store ./exporter/api -run ^$$ -bench . -benchmem -count 6 -benchtime 50x
 
 .PHONY: bench
-bench: build bench-go ## Relay vs Pushgateway side by side (~12 min): docs/benchmarks.md, bench/results.json.
+bench: build bench-go ## Relay vs Pushgateway (both modes) and the limits, 5 runs per figure (~16 min): docs/benchmarks.md, bench/results.json.
 	@command -v $(PUSHGATEWAY) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get install -y prometheus-pushgateway || { apt-get update && apt-get install -y prometheus-pushgateway; }; \
 	  else echo "make bench needs Pushgateway: apt-get install prometheus-pushgateway (or PUSHGATEWAY=/path/to/it)"; exit 1; fi; }
-	$(GO) build -o $(BIN)/opview-bench ./bench
-	./$(BIN)/opview-bench -relay $(RELAY) -pushgateway $(PUSHGATEWAY) -benchstat bench/benchstat.txt $(BENCH_ARGS)
+	$(GO) build -o $(BIN)/opview-bench ./bench/cmd/opview-bench
+	$(GO) build -o $(BIN)/opview-bench-limits ./bench/cmd/opview-bench-limits
+	./$(BIN)/opview-bench -relay $(RELAY) -limits $(BIN)/opview-bench-limits -pushgateway $(PUSHGATEWAY) -benchstat bench/benchstat.txt $(BENCH_ARGS)
+
+.PHONY: bench-profile
+bench-profile: ## CPU and allocation profiles of a push and a scrape at N=1 and N=100 (~1 min): top lists in docs/benchmarks.md.
+	$(GO) run ./bench/cmd/opview-bench-profile -go $(GO) $(PROFILE_ARGS)
 
 .PHONY: bench-go
-bench-go: ## Go benchmarks (scrape, prepare, apply, HTTP vs bare bytes) through benchstat: bench/gobench.txt, bench/benchstat.txt.
-	$(GOBENCH) > bench/gobench.txt
-	{ echo '$$ benchstat -filter pkg:github.com/opview/opview/exporter/store bench/gobench-before.txt bench/gobench.txt   # store: before and after the optimisations'; \
-	  $(GO) run $(BENCHSTAT) -filter 'pkg:github.com/opview/opview/exporter/store' bench/gobench-before.txt bench/gobench.txt; echo; \
-	  echo '$$ benchstat -col /server -filter ".name:MetricsHTTP .unit:sec/op" bench/gobench.txt   # /metrics over HTTP: relay vs the same bytes from a bare handler'; \
-	  $(GO) run $(BENCHSTAT) -col /server -filter '.name:MetricsHTTP .unit:sec/op' bench/gobench.txt; } > bench/benchstat.txt
-	@cat bench/benchstat.txt
+bench-go: ## Go benchmarks through benchstat: bench/gobench.txt, bench/benchstat.txt; BENCH_BASE=<file or git revision> compares with it.
+	GO='$(GO)' GOBENCH_ARGS="$(GOBENCH_ARGS)" BENCHSTAT='$(BENCHSTAT)' BENCH_BASE='$(BENCH_BASE)' bench/gobench.sh
 
 .PHONY: bench-payload
 bench-payload: ## Recapture bench/testdata/controller-runtime.prom from a real controller-runtime manager.

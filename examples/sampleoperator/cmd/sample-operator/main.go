@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -74,7 +75,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		load          = fs.Duration("load", time.Second, "Enqueue a batch of work items with mixed outcomes this often (0 disables).")
 		reconcileTime = fs.Duration("reconcile-timeout", 500*time.Millisecond, "Reconciliation timeout of the sample controllers.")
 	)
-	zapOpts := zap.Options{Development: true}
+	// The sample fails on purpose all the time (--load): a stack trace on every "Reconciler error"
+	// (zap's development default) would bury the log, so only panics carry one, as the
+	// controller-runtime panic handler logs them; --zap-stacktrace-level=error brings them back.
+	panicLevel := zapcore.PanicLevel
+	zapOpts := zap.Options{Development: true, StacktraceLevel: &panicLevel}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -83,3 +83,37 @@ func TestPushToRelayWithTokenFile(t *testing.T) {
 		t.Fatalf("groups left after the operator stopped: %v", gs)
 	}
 }
+
+// The deliberate failures are logged one line each: a stack trace only for a panic (by
+// controller-runtime's panic handler), unless --zap-stacktrace-level asks for more.
+func TestDeliberateErrorsLogOneLineEach(t *testing.T) {
+	// stackAfterError reports whether a "Reconciler error" line is followed by a stack frame.
+	stackAfterError := func(log string) bool {
+		lines := strings.Split(log, "\n")
+		for i, l := range lines[:len(lines)-1] {
+			if strings.Contains(l, "\tReconciler error\t") && strings.HasPrefix(lines[i+1], "sigs.k8s.io/controller-runtime/") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range []struct {
+		flags []string
+		stack bool
+	}{{nil, false}, {[]string{"--zap-stacktrace-level=error"}, true}} {
+		var log promtest.Buffer
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--load=10ms"}, c.flags...), &log)
+		}()
+		promtest.Eventually(t, 30*time.Second, "reconcile errors logged", func() bool { return strings.Count(log.String(), "\tReconciler error\t") >= 3 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("run %v: %v", c.flags, err)
+		}
+		if got := stackAfterError(log.String()); got != c.stack {
+			t.Errorf("flags %v: stack trace after a reconcile error: %v, want %v; log:\n%.3000s", c.flags, got, c.stack, log.String())
+		}
+	}
+}

@@ -98,6 +98,19 @@ secret: ## Generate the Grafana admin and Prometheus basic-auth credentials and 
 	  openssl rand -hex 32 > $(RELAY_WRITE_TOKEN); \
 	  echo "wrote $(RELAY_WRITE_TOKEN): the relay's write token; copy it to each laptop that pushes (docs/install.md)"; fi
 
+# The kustomizations whose secretGenerators read the files `make secret` writes.
+KUSTOMIZATIONS ?= deploy/k3s deploy/traefik
+
+.PHONY: check-secrets
+check-secrets: ## Check that the credential files the bundle's secretGenerators read exist (make secret writes them).
+	@missing=; for k in $(KUSTOMIZATIONS); do \
+	  for f in $$(sed 's/#.*//' $$k/kustomization.yaml | grep -o 'secrets/[A-Za-z0-9._-]*' | sort -u); do \
+	    [ -s "$$k/$$f" ] || missing="$$missing $$k/$$f"; done; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing credential files:$$missing"; \
+	  echo "run 'make secret' to generate them (docs/install.md, step 4); kubectl apply -k and kubectl kustomize fail without them"; exit 1; fi
+	@echo "credential files present: kubectl apply -k deploy/k3s && kubectl apply -k deploy/traefik"
+
 .PHONY: fuzz
 fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).
 	$(GO) test ./exporter/ingest -run '^$$' -fuzz FuzzParsePush -fuzztime $${FUZZTIME:-30s}

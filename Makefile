@@ -75,12 +75,18 @@ GRAFANA_ADMIN_ENV   := deploy/k3s/secrets/grafana-admin.env
 PROMETHEUS_HTPASSWD := deploy/traefik/secrets/prometheus.htpasswd
 RELAY_WRITE_TOKEN   := deploy/k3s/secrets/relay-write-token
 
+# IMAGE_ARCH defaults to this machine's architecture, which is not the node's when a laptop builds
+# for a homelab node (an Apple Silicon laptop and an amd64 mini PC): the target says which it uses.
+IMAGE_ARCH_NOTE := $(if $(filter file,$(origin IMAGE_ARCH)),this machine's architecture; for a node of another one: make image IMAGE_ARCH=$(if $(filter amd64,$(IMAGE_ARCH)),arm64,amd64),as asked)
+
 .PHONY: image
-image: build ## Build the relay image tarball (dist/opview-relay-image.tar) in pure Go, for k3s ctr images import.
+image: build ## Build the relay image tarball (dist/opview-relay-image.tar) in pure Go, for k3s ctr images import; IMAGE_ARCH=amd64|arm64 (default: this machine's).
+	@echo ">> building the relay image for linux/$(IMAGE_ARCH) ($(IMAGE_ARCH_NOTE))"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath \
 	  -ldflags '-s -w -X github.com/prometheus/common/version.Version=$(IMAGE_TAG)' \
 	  -o $(IMAGE_BIN) ./exporter/cmd/opview-relay
 	$(GO) run ./hack/image -binary $(IMAGE_BIN) -image $(IMAGE):$(IMAGE_TAG) -out $(IMAGE_TAR)
+	@echo ">> $(IMAGE_TAR) runs on linux/$(IMAGE_ARCH) nodes only (kubectl get nodes -L kubernetes.io/arch shows theirs)"
 
 .PHONY: secret
 secret: ## Generate the Grafana admin and Prometheus basic-auth credentials and the relay's write token (git-ignored; existing ones are kept).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -117,6 +118,11 @@ func RenderGoals(res *Results) string {
 			p(" **no** |\n")
 		}
 	}
+	if load, ok := MaxLoad(res); ok && load > float64(res.Machine.NProc) {
+		p("\n**A busy machine**: the 1-minute load average reached %.1f on %d cores during this run, so other work "+
+			"competed with the servers and the load generator, and the ratios are rougher than their spread suggests. "+
+			"Rerun `make bench` on a quiet machine before reading them closely.\n", load, res.Machine.NProc)
+	}
 	p("\nRatios of medians over %d repetitions (min–max of the repetitions' ratios in brackets; **bold**: the median misses the goal). "+
 		"Run of %s, %d cores, load average %s at the start and %s at the end; %.0f s in all. Goals: `bench/goals.json`.\n",
 		res.Settings.Repeats, res.Date, res.Machine.NProc, res.Machine.LoadStart, res.Machine.LoadEnd, res.Seconds)
@@ -225,4 +231,26 @@ func envNote(env string) string {
 		return ""
 	}
 	return " with `" + env + "`"
+}
+
+// MaxLoad is the highest 1-minute load average recorded during the run (at its start and end and
+// at the start of each repetition).
+func MaxLoad(res *Results) (float64, bool) {
+	loads := []string{res.Machine.LoadStart, res.Machine.LoadEnd}
+	for _, lv := range res.Levels {
+		loads = append(loads, lv.LoadAvg...)
+	}
+	found, top := false, 0.0
+	for _, l := range loads {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		found, top = true, max(top, v)
+	}
+	return top, found
 }

@@ -102,3 +102,21 @@ func TestRenderResultsNamesEveryServer(t *testing.T) {
 		}
 	}
 }
+
+func TestBusyMachineIsSaid(t *testing.T) {
+	res := &Results{Machine: Machine{NProc: 2, LoadStart: "0.50 0.40 0.30", LoadEnd: "1.10 0.50 0.30"},
+		Levels: []*Level{{N: 1, LoadAvg: []string{"0.90 0.5 0.3", "bad"}}}, Settings: Settings{Repeats: 1}}
+	if l, ok := MaxLoad(res); !ok || l != 1.1 {
+		t.Fatalf("MaxLoad = %v, %v", l, ok)
+	}
+	if strings.Contains(RenderGoals(res), "busy machine") {
+		t.Error("a quiet run called busy")
+	}
+	res.Levels[0].LoadAvg = append(res.Levels[0].LoadAvg, "12.08 13.04 12.99")
+	if got := RenderGoals(res); !strings.Contains(got, "**A busy machine**: the 1-minute load average reached 12.1 on 2 cores") {
+		t.Errorf("a busy run not said:\n%s", got)
+	}
+	if _, ok := MaxLoad(&Results{}); ok {
+		t.Error("MaxLoad of nothing")
+	}
+}

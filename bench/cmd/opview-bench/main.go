@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	benchstat := fs.String("benchstat", "", "benchstat output (make bench-go) to put in the document's Go benchmarks section")
 	outJSON := fs.String("json", "bench/results.json", "results file (empty: don't write)")
 	outDoc := fs.String("doc", "docs/benchmarks.md", "document whose generated sections are rewritten (empty: don't write)")
+	report := fs.String("report", "", "measure nothing: rewrite the document from this results file, its goals evaluated anew from -goals")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -80,8 +81,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logger := log.New(stderr, "", log.Ltime)
 	cfg.Logf = logger.Printf
 
-	res, err := bench.Run(ctx, cfg)
-	if err != nil {
+	var res *bench.Results
+	if *report != "" {
+		b, err := os.ReadFile(*report)
+		if err != nil {
+			return fail(1, "-report: %v", err)
+		}
+		res = &bench.Results{}
+		if err := json.Unmarshal(b, res); err != nil {
+			return fail(1, "-report %s: %v", *report, err)
+		}
+		res.Goals = bench.Evaluate(cfg.Goals, res.Levels)
+		*outJSON = ""
+	} else if res, err = bench.Run(ctx, cfg); err != nil {
 		return fail(1, "%v", err)
 	}
 	if *outJSON != "" {

@@ -48,6 +48,10 @@ func relayHandler(h http.Handler, w http.ResponseWriter, r *http.Request) { h.Se
 
 const focus = `bench\.relayHandler`
 
+// wrappers are the frames above the relay's handler, hidden from the cumulative lists where they
+// would take the first lines with 100% each.
+const wrappers = `^net/http\.|^github\.com/opview/opview/bench\.`
+
 // Profile serves a relay in this process and, at each level, records a CPU and an allocation
 // profile of a push phase (Concurrency pushers re-pushing the groups) and of a scrape phase (one
 // scraper asking for text, as Prometheus does by default), each Duration long, and summarises
@@ -130,7 +134,7 @@ func profileLevel(ctx context.Context, cfg ProfileConfig, n int) ([]TopList, err
 		if err := writeProfile("allocs", after); err != nil {
 			return nil, err
 		}
-		cpuTop, err := top(cfg, cpuFile)
+		cpuTop, err := top(cfg, cpuFile, "-cum", "-hide="+wrappers)
 		if err != nil {
 			return nil, err
 		}
@@ -182,8 +186,9 @@ func trimTop(s string) string {
 func RenderProfiles(lists []TopList, date string, d time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Recorded %s by `make bench-profile`: a relay in the profiling process, each phase %s, focused on the relay's handler "+
-		"(the load generator and net/http's request parsing are left out). Profiles in `bench/out/profiles/`; "+
-		"`go tool pprof -http : <file>` to explore one.\n", date, d)
+		"(the load generator and net/http's request parsing are left out). CPU lists are sorted by cumulative time "+
+		"(where the time went, a caller above its callees), allocation lists by the bytes each function allocated itself. "+
+		"Profiles in `bench/out/profiles/`; `go tool pprof -http : <file>` to explore one.\n", date, d)
 	for _, l := range lists {
 		fmt.Fprintf(&b, "\n%s, N=%d, %s (`%s`):\n\n```\n%s```\n", l.Op, l.N, l.Kind, filepath.Base(l.File), l.Top)
 	}

@@ -28,7 +28,7 @@ run: build ## Start the relay on :9091 with defaults.
 	./$(RELAY) $(ARGS)
 
 .PHONY: test
-test: lint check-generated ## Unit and integration tests of every module, lint, generated files in sync.
+test: lint check-generated ## Unit and integration tests of every module, lint, generated files in sync (~27 min with cold caches).
 	@for m in $(MODULES); do \
 	  if [ -f $$m/go.mod ]; then echo ">> go test ($$m)"; (cd $$m && $(GO) test -race -count=1 ./...); fi; \
 	done
@@ -75,12 +75,18 @@ GRAFANA_ADMIN_ENV   := deploy/k3s/secrets/grafana-admin.env
 PROMETHEUS_HTPASSWD := deploy/traefik/secrets/prometheus.htpasswd
 RELAY_WRITE_TOKEN   := deploy/k3s/secrets/relay-write-token
 
+# IMAGE_ARCH defaults to this machine's architecture, which is not the node's when a laptop builds
+# for a homelab node (an Apple Silicon laptop and an amd64 mini PC): the target says which it uses.
+IMAGE_ARCH_NOTE := $(if $(filter file,$(origin IMAGE_ARCH)),this machine's architecture; for a node of another one: make image IMAGE_ARCH=$(if $(filter amd64,$(IMAGE_ARCH)),arm64,amd64),as asked)
+
 .PHONY: image
-image: build ## Build the relay image tarball (dist/opview-relay-image.tar) in pure Go, for k3s ctr images import.
+image: build ## Build the relay image tarball (dist/opview-relay-image.tar) in pure Go, for k3s ctr images import; IMAGE_ARCH=amd64|arm64 (default: this machine's).
+	@echo ">> building the relay image for linux/$(IMAGE_ARCH) ($(IMAGE_ARCH_NOTE))"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath \
 	  -ldflags '-s -w -X github.com/prometheus/common/version.Version=$(IMAGE_TAG)' \
 	  -o $(IMAGE_BIN) ./exporter/cmd/opview-relay
 	$(GO) run ./hack/image -binary $(IMAGE_BIN) -image $(IMAGE):$(IMAGE_TAG) -out $(IMAGE_TAR)
+	@echo ">> $(IMAGE_TAR) runs on linux/$(IMAGE_ARCH) nodes only (kubectl get nodes -L kubernetes.io/arch shows theirs)"
 
 .PHONY: secret
 secret: ## Generate the Grafana admin and Prometheus basic-auth credentials and the relay's write token (git-ignored; existing ones are kept).
@@ -97,6 +103,19 @@ secret: ## Generate the Grafana admin and Prometheus basic-auth credentials and 
 	if [ -s $(RELAY_WRITE_TOKEN) ]; then echo "kept $(RELAY_WRITE_TOKEN)"; else \
 	  openssl rand -hex 32 > $(RELAY_WRITE_TOKEN); \
 	  echo "wrote $(RELAY_WRITE_TOKEN): the relay's write token; copy it to each laptop that pushes (docs/install.md)"; fi
+
+# The kustomizations whose secretGenerators read the files `make secret` writes.
+KUSTOMIZATIONS ?= deploy/k3s deploy/traefik
+
+.PHONY: check-secrets
+check-secrets: ## Check that the credential files the bundle's secretGenerators read exist (make secret writes them).
+	@missing=; for k in $(KUSTOMIZATIONS); do \
+	  for f in $$(sed 's/#.*//' $$k/kustomization.yaml | grep -o 'secrets/[A-Za-z0-9._-]*' | sort -u); do \
+	    [ -s "$$k/$$f" ] || missing="$$missing $$k/$$f"; done; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing credential files:$$missing"; \
+	  echo "run 'make secret' to generate them (docs/install.md, step 4); kubectl apply -k and kubectl kustomize fail without them"; exit 1; fi
+	@echo "credential files present: kubectl apply -k deploy/k3s && kubectl apply -k deploy/traefik"
 
 .PHONY: fuzz
 fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).
@@ -136,34 +155,36 @@ clean: ## Remove build outputs (not the e2e binary cache; see clean-cache).
 	rm -rf $(BIN) dist
 
 .PHONY: clean-cache
-clean-cache: ## Remove the cache of real binaries built for make e2e and make bench.
+clean-cache: ## Remove the cache of real binaries built for make e2e.
 	rm -rf .cache
 
-# make bench: opview-relay side by side with Pushgateway (Debian package prometheus-pushgateway) on
-# a captured controller-runtime payload; see docs/benchmarks.md. BENCH_ARGS go to bench/main.go
-# (e.g. BENCH_ARGS='-n 1,10' for a quick run).
+# make bench: opview-relay side by side with Pushgateway (Debian package prometheus-pushgateway) in its
+# default mode and with --push.disable-consistency-check, and against the parse-only and bare-bytes
+# limits, on a captured controller-runtime payload; see docs/benchmarks.md. BENCH_ARGS go to
+# bin/opview-bench (e.g. BENCH_ARGS='-n 1,10 -repeats 2' for a quick run; -h lists them all).
 PUSHGATEWAY ?= prometheus-pushgateway
 BENCH_ARGS  ?=
+BENCH_BASE  ?=
 BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
-GOBENCH     := $(GO) test ./exporter/store ./exporter/api -run '^$$' -bench . -benchmem -count 6 -benchtime 50x
+GOBENCH_ARGS := ./exporter/store ./exporter/api -run ^$$ -bench . -benchmem -count 6 -benchtime 50x
 
 .PHONY: bench
-bench: build bench-go ## Relay vs Pushgateway side by side (~12 min): docs/benchmarks.md, bench/results.json.
+bench: build bench-go ## Relay vs Pushgateway (both modes) and the limits, 5 runs per figure (~10 min): docs/benchmarks.md, bench/results.json.
 	@command -v $(PUSHGATEWAY) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get install -y prometheus-pushgateway || { apt-get update && apt-get install -y prometheus-pushgateway; }; \
 	  else echo "make bench needs Pushgateway: apt-get install prometheus-pushgateway (or PUSHGATEWAY=/path/to/it)"; exit 1; fi; }
-	$(GO) build -o $(BIN)/opview-bench ./bench
-	./$(BIN)/opview-bench -relay $(RELAY) -pushgateway $(PUSHGATEWAY) -benchstat bench/benchstat.txt $(BENCH_ARGS)
+	$(GO) build -o $(BIN)/opview-bench ./bench/cmd/opview-bench
+	$(GO) build -o $(BIN)/opview-bench-limits ./bench/cmd/opview-bench-limits
+	./$(BIN)/opview-bench -relay $(RELAY) -limits $(BIN)/opview-bench-limits -pushgateway $(PUSHGATEWAY) -benchstat bench/benchstat.txt $(BENCH_ARGS)
+
+.PHONY: bench-profile
+bench-profile: ## CPU and allocation profiles of a push and a scrape at N=1 and N=100 (~1 min): top lists in docs/benchmarks.md.
+	$(GO) run ./bench/cmd/opview-bench-profile -go $(GO) $(PROFILE_ARGS)
 
 .PHONY: bench-go
-bench-go: ## Go benchmarks (scrape, prepare, apply, HTTP vs bare bytes) through benchstat: bench/gobench.txt, bench/benchstat.txt.
-	$(GOBENCH) > bench/gobench.txt
-	{ echo '$$ benchstat -filter pkg:github.com/opview/opview/exporter/store bench/gobench-before.txt bench/gobench.txt   # store: before and after the optimisations'; \
-	  $(GO) run $(BENCHSTAT) -filter 'pkg:github.com/opview/opview/exporter/store' bench/gobench-before.txt bench/gobench.txt; echo; \
-	  echo '$$ benchstat -col /server -filter ".name:MetricsHTTP .unit:sec/op" bench/gobench.txt   # /metrics over HTTP: relay vs the same bytes from a bare handler'; \
-	  $(GO) run $(BENCHSTAT) -col /server -filter '.name:MetricsHTTP .unit:sec/op' bench/gobench.txt; } > bench/benchstat.txt
-	@cat bench/benchstat.txt
+bench-go: ## Go benchmarks through benchstat: bench/gobench.txt, bench/benchstat.txt; BENCH_BASE=<file or git revision> compares with it.
+	GO='$(GO)' GOBENCH_ARGS="$(GOBENCH_ARGS)" BENCHSTAT='$(BENCHSTAT)' BENCH_BASE='$(BENCH_BASE)' bench/gobench.sh
 
 .PHONY: bench-payload
 bench-payload: ## Recapture bench/testdata/controller-runtime.prom from a real controller-runtime manager.

@@ -1,6 +1,6 @@
 module github.com/opview/opview
 
-go 1.26.0
+go 1.26.7
 
 require (
 	github.com/alecthomas/kingpin/v2 v2.4.0

@@ -1,157 +1,256 @@
-package main
+package bench
 
 import (
 	"bytes"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
-// Sections of docs/benchmarks.md that make bench rewrites; the rest of the document is kept.
+// Sections of docs/benchmarks.md that the bench commands rewrite; the rest is written by hand.
 const (
-	beginMarker     = "<!-- bench:results:begin (written by make bench) -->"
-	endMarker       = "<!-- bench:results:end -->"
-	beginStatMarker = "<!-- bench:benchstat:begin (written by make bench) -->"
-	endStatMarker   = "<!-- bench:benchstat:end -->"
+	GoalsSection     = "goals"     // the table of goals, at the top
+	ResultsSection   = "results"   // every figure
+	BenchstatSection = "benchstat" // make bench-go's benchstat output
+	ProfilesSection  = "profiles"  // make bench-profile's top lists
 )
 
-// writeDoc replaces the results section of the document with res and, when benchstatFile is
-// set, the Go benchmarks section with that file.
-func writeDoc(path string, res *Results, benchstatFile string) error {
-	doc, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("results document: %w", err)
-	}
-	if doc, err = replaceSection(path, doc, beginMarker, endMarker, renderResults(res)); err != nil {
-		return err
-	}
-	if benchstatFile != "" {
-		stat, err := os.ReadFile(benchstatFile)
-		if err != nil {
-			return fmt.Errorf("-benchstat: %w", err)
-		}
-		if doc, err = replaceSection(path, doc, beginStatMarker, endStatMarker, "```\n"+string(stat)+"```\n"); err != nil {
-			return err
-		}
-	}
-	return os.WriteFile(path, doc, 0o644)
+func markers(section string) (begin, end string) {
+	return "<!-- bench:" + section + ":begin (generated: do not edit) -->", "<!-- bench:" + section + ":end -->"
 }
 
-func replaceSection(path string, doc []byte, begin, end, content string) ([]byte, error) {
+// ReplaceSection returns doc with the lines between section's markers replaced by content.
+func ReplaceSection(doc []byte, section, content string) ([]byte, error) {
+	begin, end := markers(section)
 	i, j := bytes.Index(doc, []byte(begin)), bytes.Index(doc, []byte(end))
 	if i < 0 || j < i {
-		return nil, fmt.Errorf("%s: no section between the lines %q and %q", path, begin, end)
+		return nil, fmt.Errorf("no section between the lines %q and %q", begin, end)
 	}
 	var b bytes.Buffer
 	b.Write(doc[:i+len(begin)])
 	b.WriteString("\n")
 	b.WriteString(content)
+	if !strings.HasSuffix(content, "\n") {
+		b.WriteString("\n")
+	}
 	b.Write(doc[j:])
 	return b.Bytes(), nil
 }
 
-func ms(s float64) string {
-	if s == 0 {
-		return "-"
+// WriteSections rewrites sections (name to content) of the document at path.
+func WriteSections(path string, sections map[string]string) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
 	}
-	if s < 0.001 {
+	for name, content := range sections {
+		if doc, err = ReplaceSection(doc, name, content); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return os.WriteFile(path, doc, 0o644)
+}
+
+// Millis formats seconds as milliseconds, "-" for none.
+func Millis(s float64) string {
+	switch {
+	case s == 0:
+		return "-"
+	case s < 0.001:
 		return fmt.Sprintf("%.3f ms", s*1e3)
+	case s < 0.1:
+		return fmt.Sprintf("%.2f ms", s*1e3)
 	}
-	return fmt.Sprintf("%.2f ms", s*1e3)
+	return fmt.Sprintf("%.0f ms", s*1e3)
 }
 
-func ratio(v float64, ok bool) string {
-	if !ok || v == 0 {
+func plain(v float64) string { return fmt.Sprintf("%.2f", v) }
+func rate(v float64) string  { return fmt.Sprintf("%.0f", v) }
+func mib(v float64) string   { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
+func whole(v float64) string { return fmt.Sprintf("%.0f", v) }
+
+// spread formats a summary as "median (min–max)" with format, "-" when there is none.
+func spread(s Summary, ok bool, format func(float64) string) string {
+	if !ok {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f", v)
+	if s.Runs == 1 || s.Min == s.Max {
+		return format(s.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", format(s.Median), format(s.Min), format(s.Max))
 }
 
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-func renderResults(res *Results) string {
+// RenderGoals is the table that opens docs/benchmarks.md: each goal's ratio at each N, median
+// over the repetitions with the spread, and whether the median met it everywhere.
+func RenderGoals(res *Results) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	m := res.Machine
+	p("| goal | target |")
+	for _, lv := range res.Levels {
+		p(" N=%d |", lv.N)
+	}
+	p(" met |\n|---|---|%s---|\n", strings.Repeat("---:|", len(res.Levels)))
+	for _, g := range res.Goals {
+		p("| %s | %s |", g.Name, g.Target())
+		for _, lv := range res.Levels {
+			cell := "not a goal"
+			for _, at := range g.At {
+				if at.N != lv.N {
+					continue
+				}
+				cell = "not measured"
+				if at.Ratio != nil {
+					cell = spread(*at.Ratio, true, plain)
+					if !at.Met {
+						cell = "**" + cell + "**"
+					}
+				}
+			}
+			p(" %s |", cell)
+		}
+		switch {
+		case g.Met:
+			p(" yes |\n")
+		case len(g.Missing) > 0:
+			p(" not measured at N=%s |\n", joinInts(g.Missing))
+		default:
+			p(" **no** |\n")
+		}
+	}
+	if load, ok := MaxLoad(res); ok && load > float64(res.Machine.NProc) {
+		p("\n**A busy machine**: the 1-minute load average reached %.1f on %d cores during this run, so other work "+
+			"competed with the servers and the load generator, and the ratios are rougher than their spread suggests. "+
+			"Rerun `make bench` on a quiet machine before reading them closely.\n", load, res.Machine.NProc)
+	}
+	p("\nRatios of medians over %d repetitions (min–max of the repetitions' ratios in brackets; **bold**: the median misses the goal). "+
+		"Run of %s, %d cores, load average %s at the start and %s at the end; %.0f s in all. Goals: `bench/goals.json`.\n",
+		res.Settings.Repeats, res.Date, res.Machine.NProc, res.Machine.LoadStart, res.Machine.LoadEnd, res.Seconds)
+	return b.String()
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ",")
+}
+
+// RenderResults is every figure of the run.
+func RenderResults(res *Results) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	m, s := res.Machine, res.Settings
 	p("Run of %s: `%s`.\n\n", res.Date, res.Command)
 	p("- Machine: %d cores (%s), %s, %s; load average (1, 5, 15 min) %s at the start, %s at the end.\n", m.NProc, m.CPU, m.Kernel, m.Go, m.LoadStart, m.LoadEnd)
-	p("- Servers: %s; %s.\n", m.Relay, m.Pushgatway)
+	p("- Servers: opview-relay %s; %s.\n", m.Versions[Relay], m.Versions[Pushgateway])
 	p("- Payload: `%s`, %d families, %d series (sample lines), %d bytes as text, %d as delimited protobuf (what is pushed).\n",
 		res.Payload.File, res.Payload.Families, res.Payload.Series, res.Payload.TextBytes, res.Payload.ProtoBytes)
-	s := res.Settings
-	p("- Load: %d concurrent pushers re-pushing the N groups round robin (PUT), at most %d pushes or %.0f s per server and N; scrapes: median of at most %d (or %.0f s) per server, format and N, after one warm-up, no compression.\n",
-		s.Concurrency, s.PushesMax, s.PushSecondsMax, s.ScrapesMax, s.ScrapeSecondsMax)
-	p("- Relay flags: `%s`; Pushgateway flags: `%s`; Pushgateway's fill bounded to %.0f s in total.\n\n", s.RelayArgs, s.PushgatewayArgs, s.PushgatewayFillBudget)
+	p("- Each figure measured %d times at each N, servers in turn; shown as median (min–max). A push phase: %d concurrent pushers re-pushing the N groups round robin (PUT), at most %d pushes or %.0f s. "+
+		"A scrape figure: the median of at most %d scrapes (or %.0f s) after one warm-up, no compression.\n",
+		s.Repeats, s.Concurrency, s.PushesMax, s.PushSecondsMax, s.ScrapesMax, s.ScrapeSecondsMax)
+	p("- Flags: relay `%s`%s; Pushgateway `%s`; Pushgateway unchecked `%s`; Pushgateway's fill bounded to %.0f s in total.\n\n",
+		s.Args[Relay], envNote(s.RelayEnv), s.Args[Pushgateway], s.Args[PushgatewayUnchecked], s.PushgatewayFillBudget)
 
-	if len(res.Goals) > 0 {
-		p("#### Goals (N=100)\n\n| goal | target | this run | met |\n|---|---|---|---|\n")
-		for _, g := range res.Goals {
-			v := fmt.Sprintf("%.2f", g.Value)
-			met := map[bool]string{true: "yes", false: "**no**"}[g.Met]
-			if g.Note != "" {
-				v, met = g.Note, "see Go benchmarks"
-			}
-			p("| %s | %s | %s | %s |\n", g.Name, g.Target, v, met)
-		}
-		p("\n")
-	}
-
-	p("#### Push throughput and latency\n\n| N | series | relay pushes/s | Pushgateway pushes/s | relay / Pushgateway | relay p50 / p99 | Pushgateway p50 / p99 |\n|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, lv := range res.Levels {
-		r, g := lv.Relay, lv.Pushgateway
-		gp, gl := "not reached", "-"
-		if g.Reached {
-			gp, gl = fmt.Sprintf("%.1f", g.PushesPerSecond), ms(g.Push.P50Seconds)+" / "+ms(g.Push.P99Seconds)
-		}
-		v, ok := lv.Ratios["push_throughput_relay_over_pushgateway"]
-		p("| %d | %d | %.1f | %s | %s | %s | %s |\n", lv.N, lv.Series, r.PushesPerSecond, gp, ratio(v, ok), ms(r.Push.P50Seconds)+" / "+ms(r.Push.P99Seconds), gl)
-	}
-	p("\nTime to fill (each group's first push, one at a time):")
-	for _, lv := range res.Levels {
-		p(" N=%d relay %.2f s, Pushgateway %.2f s;", lv.N, lv.Relay.FillSeconds, lv.Pushgateway.FillSeconds)
-	}
-	p("\n\n")
-
-	p("#### CPU per push\n\n| N | relay | Pushgateway | Pushgateway / relay |\n|---:|---:|---:|---:|\n")
-	for _, lv := range res.Levels {
-		g := "-"
-		if lv.Pushgateway.Reached {
-			g = ms(lv.Pushgateway.Push.CPUSecondsPerPush)
-		}
-		v, ok := lv.Ratios["cpu_per_push_pushgateway_over_relay"]
-		p("| %d | %s | %s | %s |\n", lv.N, ms(lv.Relay.Push.CPUSecondsPerPush), g, ratio(v, ok))
-	}
-	p("\n")
-
-	for _, f := range formats {
-		p("#### Scrape of /metrics, %s format (median)\n\n| N | relay bytes | relay | bare bytes (limit) | relay / limit | Pushgateway bytes | Pushgateway | Pushgateway / limit |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n", f.name)
+	table := func(title string, cols []string, row func(lv *Level) []string) {
+		p("#### %s\n\n| N | %s |\n|---:|%s\n", title, strings.Join(cols, " | "), strings.Repeat("---:|", len(cols)))
 		for _, lv := range res.Levels {
-			r, bb := lv.Relay.Scrape[f.name], lv.Bare[f.name]
-			gb, gt := "-", "not reached"
-			if g, ok := lv.Pushgateway.Scrape[f.name]; ok {
-				gb, gt = fmt.Sprint(g.Bytes), ms(g.Seconds)
-			}
-			v1, ok1 := lv.Ratios["scrape_relay_over_bare_"+f.name]
-			v2, ok2 := lv.Ratios["scrape_pushgateway_over_bare_"+f.name]
-			p("| %d | %d | %s | %s | %s | %s | %s | %s |\n", lv.N, r.Bytes, ms(r.Seconds), ms(bb.Seconds), ratio(v1, ok1), gb, gt, ratio(v2, ok2))
+			p("| %d | %s |\n", lv.N, strings.Join(row(lv), " | "))
 		}
 		p("\n")
 	}
-
-	p("#### Memory (RSS after the load at each N)\n\nIdle RSS before any push: relay %s, Pushgateway %s. Per series: (RSS - idle RSS) / stored series.\n\n", mib(res.IdleRSS["opview-relay"]), mib(res.IdleRSS["pushgateway"]))
-	p("| N | series | relay RSS | Pushgateway RSS | relay bytes/series | Pushgateway bytes/series | relay / Pushgateway |\n|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, lv := range res.Levels {
-		g, gs := "not reached", "-"
-		if lv.Pushgateway.Reached {
-			g, gs = mib(lv.Pushgateway.RSSBytes), fmt.Sprintf("%.0f", lv.Pushgateway.RSSBytesPerSeries)
+	fig := func(lv *Level, server, figure string, format func(float64) string) string {
+		if sl := lv.Servers[server]; sl != nil && !sl.Reached {
+			return "not reached"
 		}
-		v, ok := lv.Ratios["rss_per_series_relay_over_pushgateway"]
-		p("| %d | %d | %s | %s | %.0f | %s | %s |\n", lv.N, lv.Series, mib(lv.Relay.RSSBytes), g, lv.Relay.RSSBytesPerSeries, gs, ratio(v, ok))
+		v, ok := lv.Figure(server, figure)
+		return spread(v, ok, format)
 	}
-	p("\nLoad average at the start of each N:")
+	ratio := func(lv *Level, of, over string) string {
+		v, ok := lv.Ratio(of, over)
+		return spread(v, ok, plain)
+	}
+
+	table("Push throughput (pushes/s)", []string{"relay", "Pushgateway unchecked", "Pushgateway", "parse-only", "relay / Pushgateway unchecked", "relay / Pushgateway"},
+		func(lv *Level) []string {
+			return []string{fig(lv, Relay, PushesPerSecond, rate), fig(lv, PushgatewayUnchecked, PushesPerSecond, rate), fig(lv, Pushgateway, PushesPerSecond, rate),
+				fig(lv, Limit, PushesPerSecond, rate),
+				ratio(lv, Relay+"/"+PushesPerSecond, PushgatewayUnchecked+"/"+PushesPerSecond), ratio(lv, Relay+"/"+PushesPerSecond, Pushgateway+"/"+PushesPerSecond)}
+		})
+	table("CPU per push", []string{"relay", "parse-only", "Pushgateway unchecked", "Pushgateway", "relay / parse-only"},
+		func(lv *Level) []string {
+			return []string{fig(lv, Relay, CPUSecondsPerPush, Millis), fig(lv, Limit, CPUSecondsPerPush, Millis), fig(lv, PushgatewayUnchecked, CPUSecondsPerPush, Millis),
+				fig(lv, Pushgateway, CPUSecondsPerPush, Millis), ratio(lv, Relay+"/"+CPUSecondsPerPush, Limit+"/"+CPUSecondsPerPush)}
+		})
+	table("Push latency, p50 / p99 (client side)", []string{"relay", "Pushgateway unchecked", "Pushgateway"},
+		func(lv *Level) []string {
+			var out []string
+			for _, srv := range []string{Relay, PushgatewayUnchecked, Pushgateway} {
+				out = append(out, fig(lv, srv, PushP50Seconds, Millis)+" / "+fig(lv, srv, PushP99Seconds, Millis))
+			}
+			return out
+		})
+	for _, f := range Formats {
+		sec, size := ScrapeSeconds(f.Name), ScrapeBytes(f.Name)
+		table("Scrape of /metrics, "+f.Name+" format", []string{"relay bytes", "relay", "bare bytes (limit)", "relay / limit", "Pushgateway unchecked", "Pushgateway", "Pushgateway unchecked / limit"},
+			func(lv *Level) []string {
+				v, _ := lv.Figure(Relay, size)
+				return []string{whole(v.Median), fig(lv, Relay, sec, Millis), fig(lv, Limit, sec, Millis), ratio(lv, Relay+"/"+sec, Limit+"/"+sec),
+					fig(lv, PushgatewayUnchecked, sec, Millis), fig(lv, Pushgateway, sec, Millis), ratio(lv, PushgatewayUnchecked+"/"+sec, Limit+"/"+sec)}
+			})
+	}
+	p("Idle RSS before any push: relay %s, Pushgateway unchecked %s, Pushgateway %s. Per series: (RSS − idle RSS) / stored series.\n\n",
+		mib(float64(res.IdleRSS[Relay])), mib(float64(res.IdleRSS[PushgatewayUnchecked])), mib(float64(res.IdleRSS[Pushgateway])))
+	table("Memory (RSS after each repetition)", []string{"series", "relay RSS", "Pushgateway unchecked RSS", "relay bytes/series", "Pushgateway unchecked bytes/series", "Pushgateway bytes/series", "relay / Pushgateway unchecked"},
+		func(lv *Level) []string {
+			return []string{fmt.Sprint(lv.Series), fig(lv, Relay, RSSBytes, mib), fig(lv, PushgatewayUnchecked, RSSBytes, mib),
+				fig(lv, Relay, RSSBytesPerSeries, whole), fig(lv, PushgatewayUnchecked, RSSBytesPerSeries, whole), fig(lv, Pushgateway, RSSBytesPerSeries, whole),
+				ratio(lv, Relay+"/"+RSSBytesPerSeries, PushgatewayUnchecked+"/"+RSSBytesPerSeries)}
+		})
+	p("Time to fill (each new group's first push, one at a time):")
 	for _, lv := range res.Levels {
-		p(" N=%d: %s;", lv.N, lv.LoadAvg)
+		p(" N=%d relay %.2f s, Pushgateway unchecked %.2f s, Pushgateway %.2f s;", lv.N, fill(lv, Relay), fill(lv, PushgatewayUnchecked), fill(lv, Pushgateway))
 	}
-	p("\n")
+	p("\n\nLoad average at the start of each repetition:\n")
+	for _, lv := range res.Levels {
+		p("- N=%d: %s\n", lv.N, strings.Join(lv.LoadAvg, "; "))
+	}
 	return b.String()
+}
+
+func fill(lv *Level, server string) float64 {
+	if sl := lv.Servers[server]; sl != nil {
+		return sl.FillSeconds
+	}
+	return 0
+}
+
+func envNote(env string) string {
+	if env == "" {
+		return ""
+	}
+	return " with `" + env + "`"
+}
+
+// MaxLoad is the highest 1-minute load average recorded during the run (at its start and end and
+// at the start of each repetition).
+func MaxLoad(res *Results) (float64, bool) {
+	loads := []string{res.Machine.LoadStart, res.Machine.LoadEnd}
+	for _, lv := range res.Levels {
+		loads = append(loads, lv.LoadAvg...)
+	}
+	found, top := false, 0.0
+	for _, l := range loads {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		found, top = true, max(top, v)
+	}
+	return top, found
 }

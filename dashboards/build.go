@@ -30,6 +30,10 @@ type rowSpec struct {
 	id     uint32
 	title  string
 	panels []panelSpec
+	// collapsed rows start folded, their panels inside the row (Grafana's classic model): for
+	// what a stock kubebuilder operator never fills (no webhook, no leader election unless asked
+	// for), so that a new user sees no empty panels and one click opens them.
+	collapsed bool
 }
 
 type panelKind string
@@ -108,14 +112,26 @@ func (s dashboardSpec) build() (Dashboard, error) {
 
 	out := Dashboard{UID: s.uid, Title: s.title, File: s.file, Variables: s.variables}
 	for _, r := range s.rows {
-		b.WithRow(dashboard.NewRowBuilder(r.title).Id(r.id))
+		row := dashboard.NewRowBuilder(r.title).Id(r.id).Collapsed(r.collapsed)
+		var panels []cog.Builder[dashboard.Panel]
 		for _, p := range r.panels {
 			pb, err := p.builder()
 			if err != nil {
 				return Dashboard{}, fmt.Errorf("panel %d %q: %w", p.id, p.title, err)
 			}
-			b.WithPanel(pb)
+			panels = append(panels, pb)
 			out.Panels = append(out.Panels, Panel{ID: p.id, Title: p.title, Type: string(p.kind), Unit: p.unit, Targets: p.targets})
+		}
+		if r.collapsed {
+			for _, pb := range panels {
+				row.WithPanel(pb)
+			}
+			b.WithRow(row)
+			continue
+		}
+		b.WithRow(row)
+		for _, pb := range panels {
+			b.WithPanel(pb)
 		}
 	}
 	model, err := b.Build()

@@ -2,7 +2,9 @@ package dashboards
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -67,5 +69,57 @@ func TestExpand(t *testing.T) {
 		if !c.err && got != c.want {
 			t.Errorf("Expand(%q) = %q, want %q", c.expr, got, c.want)
 		}
+	}
+}
+
+// The rows a stock kubebuilder operator never fills (no webhook, no leader election unless asked
+// for) start collapsed, holding their panels; the others start open.
+func TestRowsAStockOperatorNeverFillsStartCollapsed(t *testing.T) {
+	ds, err := All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var op Dashboard
+	for _, d := range ds {
+		if d.UID == OperatorUID {
+			op = d
+		}
+	}
+	var m struct {
+		Panels []struct {
+			Type      string `json:"type"`
+			Title     string `json:"title"`
+			Collapsed bool   `json:"collapsed"`
+			Panels    []struct {
+				Title string `json:"title"`
+			} `json:"panels"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(op.JSON, &m); err != nil {
+		t.Fatal(err)
+	}
+	// Collapsed rows and how the titles of their panels begin.
+	collapsed := map[string]string{"Webhooks": "Webhook ", "Leader election": "Leader"}
+	rows := 0
+	for _, p := range m.Panels {
+		if p.Type != "row" {
+			continue
+		}
+		rows++
+		prefix, want := collapsed[p.Title]
+		if p.Collapsed != want {
+			t.Errorf("row %q collapsed = %v", p.Title, p.Collapsed)
+		}
+		for _, inner := range p.Panels {
+			if !p.Collapsed || !strings.HasPrefix(inner.Title, prefix) {
+				t.Errorf("row %q (collapsed %v) holds panel %q", p.Title, p.Collapsed, inner.Title)
+			}
+		}
+		if p.Collapsed && len(p.Panels) == 0 {
+			t.Errorf("collapsed row %q holds no panel", p.Title)
+		}
+	}
+	if rows < 5 {
+		t.Fatalf("%d rows in %s", rows, op.File)
 	}
 }

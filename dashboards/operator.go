@@ -188,8 +188,8 @@ func operatorDashboard() dashboardSpec {
 			{id: 10, title: "Reconciliation (per controller)", panels: reconcile},
 			{id: 20, title: "Workqueue (per controller)", panels: workqueue},
 			{id: 30, title: "Kubernetes API client", panels: api},
-			{id: 40, title: "Webhooks", panels: webhooks},
-			{id: 50, title: "Leader election", panels: leader},
+			{id: 40, title: "Webhooks", panels: webhooks, collapsed: true},
+			{id: 50, title: "Leader election", panels: leader, collapsed: true},
 			{id: 60, title: "Process and Go runtime", panels: runtime},
 		},
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/opview/opview/exporter/forward"
 	"github.com/opview/opview/exporter/relay"
 	"github.com/opview/opview/internal/promtest"
+	"github.com/opview/opview/internal/relaytest"
 )
 
 // operatorRegistry stands in for an operator's registry in this module (the controller-runtime
@@ -35,41 +35,6 @@ func operatorRegistry(t *testing.T) *prometheus.Registry {
 	return reg
 }
 
-// liveRelay is a relay server on a real listener that can be stopped and started again on the
-// same address.
-type liveRelay struct {
-	t    *testing.T
-	addr string
-	cfg  relay.Config
-	r    *relay.Relay
-	srv  *http.Server
-	stop context.CancelFunc
-	done chan struct{}
-}
-
-func startRelay(t *testing.T, addr string, cfg relay.Config) *liveRelay {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	r := relay.New(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	lr := &liveRelay{t: t, addr: ln.Addr().String(), cfg: cfg, r: r, srv: &http.Server{Handler: r.Handler()}, stop: cancel, done: make(chan struct{})}
-	go lr.srv.Serve(ln)
-	go func() { r.Run(ctx); close(lr.done) }()
-	t.Cleanup(lr.Stop)
-	return lr
-}
-
-func (lr *liveRelay) URL() string { return "http://" + lr.addr }
-
-func (lr *liveRelay) Stop() {
-	lr.srv.Close()
-	lr.stop()
-	<-lr.done
-}
-
 // value reads the relay's /metrics as Prometheus would and returns the first sample of name
 // whose labels include want.
 func value(t *testing.T, relayURL, name string, want map[string]string) (float64, bool) {
@@ -77,23 +42,18 @@ func value(t *testing.T, relayURL, name string, want map[string]string) (float64
 	return promtest.Value(promtest.Scrape(t, relayURL+"/metrics"), name, want)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	promtest.Eventually(t, 10*time.Second, what, cond)
-}
-
 func TestForwardPlainHTTP(t *testing.T) {
 	op := httptest.NewServer(promhttp.HandlerFor(operatorRegistry(t), promhttp.HandlerOpts{}))
 	defer op.Close()
-	rl := startRelay(t, "127.0.0.1:0", relay.Config{GroupTTL: time.Minute})
-	f, err := forward.New(forward.Config{From: forward.Target{URL: op.URL}, To: rl.URL(), Job: "memcached-operator", Instance: "laptop"})
+	relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute}).URL
+	f, err := forward.New(forward.Config{From: forward.Target{URL: op.URL}, To: relayURL, Job: "memcached-operator", Instance: "laptop"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	fams := promtest.Scrape(t, rl.URL()+"/metrics")
+	fams := promtest.Scrape(t, relayURL+"/metrics")
 	v, ok := promtest.Value(fams, "controller_runtime_reconcile_total", map[string]string{"job": "memcached-operator", "instance": "laptop", "controller": "memcached", "result": "success"})
 	if !ok || v != 3 {
 		t.Fatalf("reconcile_total with the group's labels: %v %v; families %v", v, ok, fams["controller_runtime_reconcile_total"])
@@ -117,7 +77,7 @@ func TestForwardHTTPSWithToken(t *testing.T) {
 	caFile := promtest.WriteFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: op.Certificate().Raw})))
 	tokenFile := promtest.WriteFile(t, "token", token+"\n")
 	badToken := promtest.WriteFile(t, "bad", "nope\n")
-	rl := startRelay(t, "127.0.0.1:0", relay.Config{GroupTTL: time.Minute})
+	relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute}).URL
 
 	cases := []struct {
 		name    string
@@ -134,7 +94,7 @@ func TestForwardHTTPSWithToken(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := forward.New(forward.Config{From: c.from, To: rl.URL(), Job: "secure-op", Instance: strings.ReplaceAll(c.name, " ", "-")})
+			f, err := forward.New(forward.Config{From: c.from, To: relayURL, Job: "secure-op", Instance: strings.ReplaceAll(c.name, " ", "-")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,8 +103,8 @@ func TestForwardHTTPSWithToken(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, ok := value(t, rl.URL(), "controller_runtime_reconcile_total", map[string]string{"job": "secure-op", "instance": strings.ReplaceAll(c.name, " ", "-")}); !ok {
-					t.Fatalf("forwarded series missing from the relay: %v", promtest.Scrape(t, rl.URL()+"/metrics")["controller_runtime_reconcile_total"])
+				if _, ok := value(t, relayURL, "controller_runtime_reconcile_total", map[string]string{"job": "secure-op", "instance": strings.ReplaceAll(c.name, " ", "-")}); !ok {
+					t.Fatalf("forwarded series missing from the relay: %v", promtest.Scrape(t, relayURL+"/metrics")["controller_runtime_reconcile_total"])
 				}
 				return
 			}
@@ -163,7 +123,7 @@ func TestForwardRejectedQuotesTheRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rl := startRelay(t, "127.0.0.1:0", relay.Config{GroupTTL: time.Minute, WriteTokens: tokens})
+	relayURL := relaytest.Start(t, relay.Config{GroupTTL: time.Minute, WriteTokens: tokens}).URL
 	cases := []struct {
 		name   string
 		token  string
@@ -176,7 +136,7 @@ func TestForwardRejectedQuotesTheRelay(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := forward.Config{From: forward.Target{URL: op.URL}, To: rl.URL(), Job: "op", Instance: "i"}
+			cfg := forward.Config{From: forward.Target{URL: op.URL}, To: relayURL, Job: "op", Instance: "i"}
 			if c.token != "" {
 				cfg.ToTokenFile = promtest.WriteFile(t, "tok", c.token)
 			}
@@ -189,7 +149,7 @@ func TestForwardRejectedQuotesTheRelay(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := f.DeleteGroup(context.Background()); err != nil {
+				if err := f.Delete(context.Background()); err != nil {
 					t.Fatalf("delete with the token: %v", err)
 				}
 				return
@@ -209,7 +169,7 @@ func TestForwardRejectedQuotesTheRelay(t *testing.T) {
 		io.WriteString(w, "# TYPE opview_relay_groups gauge\nopview_relay_groups 1\n")
 	}))
 	defer bad.Close()
-	f, err := forward.New(forward.Config{From: forward.Target{URL: bad.URL}, To: rl.URL(), Job: "op", Instance: "i", ToTokenFile: promtest.WriteFile(t, "tok", "relay-secret")})
+	f, err := forward.New(forward.Config{From: forward.Target{URL: bad.URL}, To: relayURL, Job: "op", Instance: "i", ToTokenFile: promtest.WriteFile(t, "tok", "relay-secret")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,33 +184,37 @@ func TestForwardOperatorDown(t *testing.T) {
 	op := httptest.NewServer(http.NotFoundHandler())
 	opURL := op.URL
 	op.Close()
-	rl := startRelay(t, "127.0.0.1:0", relay.Config{GroupTTL: time.Minute})
-	f, err := forward.New(forward.Config{From: forward.Target{URL: opURL + "/metrics"}, To: rl.URL(), Job: "op", Instance: "i"})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
+	r, relayURL := srv.Relay, srv.URL
+	f, err := forward.New(forward.Config{From: forward.Target{URL: opURL + "/metrics"}, To: relayURL, Job: "op", Instance: "i"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = f.Once(context.Background())
 	var fe *forward.Error
-	if !errors.As(err, &fe) || fe.Side != forward.SideOperator || !strings.Contains(err.Error(), "is the operator running") {
+	if !errors.As(err, &fe) || fe.Side != forward.SideOperator || !strings.HasPrefix(err.Error(), "scraping the operator failed: GET ") || !strings.Contains(err.Error(), "is the operator running") {
 		t.Fatalf("err = %v; want the operator side with a hint", err)
 	}
-	if n := len(rl.r.Store.Groups()); n != 0 {
+	if n := len(r.Store.Groups()); n != 0 {
 		t.Fatalf("%d groups after a failed scrape", n)
 	}
 }
 
-// The relay goes away while the forwarder runs and comes back empty on the same address: the
-// forwarder backs off, recovers, and the relay ends with exactly the one group. A clean exit
-// deletes it.
-func TestForwardRelayDownRecovers(t *testing.T) {
-	op := httptest.NewServer(promhttp.HandlerFor(operatorRegistry(t), promhttp.HandlerOpts{}))
+// Run scrapes and pushes at the interval, so the relay follows the operator, logs the first push
+// and deletes the group on a clean exit. (The loop's retries, backoff and logging are
+// pusher.Pusher's, tested there.)
+func TestForwardRun(t *testing.T) {
+	reg := operatorRegistry(t)
+	queue := prometheus.NewGauge(prometheus.GaugeOpts{Name: "workqueue_depth", Help: "Depth."})
+	reg.MustRegister(queue)
+	op := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer op.Close()
-	rl := startRelay(t, "127.0.0.1:0", relay.Config{GroupTTL: time.Minute})
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
+	r, relayURL := srv.Relay, srv.URL
 	var logs promtest.Buffer
 	f, err := forward.New(forward.Config{
-		From: forward.Target{URL: op.URL}, To: rl.URL(), Job: "op", Instance: "laptop",
-		Interval: 20 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		From: forward.Target{URL: op.URL}, To: relayURL, Job: "op", Instance: "laptop", Interval: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -259,45 +223,24 @@ func TestForwardRelayDownRecovers(t *testing.T) {
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- f.Run(ctx) }()
-
-	hasGroup := func(lr *liveRelay) func() bool {
-		return func() bool {
-			gs := lr.r.Store.Groups()
-			return len(gs) == 1 && gs[0].Key.String() == `{instance="laptop",job="op"}` && gs[0].Fresh
-		}
-	}
-	waitFor(t, "the first push", hasGroup(rl))
-
-	rl.Stop()
-	waitFor(t, "the forwarder to notice the relay is down", func() bool {
-		var fe *forward.Error
-		return errors.As(f.Status().LastErr, &fe) && fe.Side == forward.SideRelay
-	})
-	waitFor(t, "the failure to be logged", func() bool { return strings.Contains(logs.String(), "the relay is unreachable") })
-	failures := f.Status().Failures
-
-	rl2 := startRelay(t, rl.addr, relay.Config{GroupTTL: time.Minute})
-	waitFor(t, "the forwarder to push to the restarted relay", hasGroup(rl2))
-	waitFor(t, "a few more pushes", func() bool { return f.Status().LastErr == nil && f.Status().Pushes >= 3 })
-	if gs := rl2.r.Store.Groups(); len(gs) != 1 {
-		t.Fatalf("groups after recovery: %v", gs)
-	}
-	if v, ok := value(t, rl2.URL(), "controller_runtime_reconcile_total", map[string]string{"job": "op", "instance": "laptop", "result": "success"}); !ok || v != 3 {
-		t.Fatalf("series after recovery: %v %v", v, ok)
-	}
-	if !strings.Contains(logs.String(), "forwarding again") {
-		t.Errorf("recovery not logged:\n%s", logs.String())
-	}
-	if st := f.Status(); st.Failures < failures || failures == 0 {
-		t.Errorf("failures %d then %d", failures, st.Failures)
-	}
-
+	group := map[string]string{"job": "op", "instance": "laptop"}
+	promtest.Eventually(t, 10*time.Second, "the first push", func() bool { _, ok := value(t, relayURL, "workqueue_depth", group); return ok })
+	queue.Set(7)
+	promtest.Eventually(t, 10*time.Second, "a later scrape-and-push", func() bool { v, _ := value(t, relayURL, "workqueue_depth", group); return v == 7 })
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if gs := rl2.r.Store.Groups(); len(gs) != 0 {
+	if gs := r.Store.Groups(); len(gs) != 0 {
 		t.Fatalf("group not deleted on exit: %v", gs)
+	}
+	for _, want := range []string{`msg=forwarding from=` + op.URL, `msg="first push accepted"`, `msg="group deleted from the relay"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+	if st := f.Status(); st.Pushes < 2 || st.Failures != 0 {
+		t.Errorf("status %+v", st)
 	}
 }
 
@@ -306,13 +249,14 @@ func TestNewChecksConfig(t *testing.T) {
 		cfg  forward.Config
 		want string
 	}{
-		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "http://relay:9091"}, "--job"},
-		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "relay:9091", Job: "j"}, "--to"},
-		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "http://relay:9091/metrics/job/x", Job: "j"}, "without a path"},
+		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "http://relay:9091"}, "--job: required"},
+		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "relay:9091", Job: "j"}, `--to: "relay:9091" is not a relay's base URL`},
+		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "http://relay:9091/metrics/job/x", Job: "j"}, "--to: \"http://relay:9091/metrics/job/x\": give the relay's base URL, without a path"},
+		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "https://relay:9091", Job: "j", ToCAFile: "/nonexistent/relay-ca"}, "--to.ca-file: unable to read CA cert: unable to read file /nonexistent/relay-ca"},
 		{forward.Config{From: forward.Target{URL: "localhost:8080"}, To: "http://relay:9091", Job: "j"}, "--from"},
 		{forward.Config{From: forward.Target{URL: "http://x/metrics", BearerTokenFile: "/nonexistent/token"}, To: "http://relay:9091", Job: "j"}, "/nonexistent/token"},
 		{forward.Config{From: forward.Target{URL: "http://x/metrics", CAFile: "/nonexistent/ca"}, To: "http://relay:9091", Job: "j"}, "/nonexistent/ca"},
-		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "http://relay:9091", Job: "j", ToTokenFile: "/nonexistent/rt"}, "--to.token-file"},
+		{forward.Config{From: forward.Target{URL: "http://x/metrics"}, To: "http://relay:9091", Job: "j", ToTokenFile: "/nonexistent/rt"}, "--to.token-file: open /nonexistent/rt"},
 	}
 	for _, c := range cases {
 		if _, err := forward.New(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {

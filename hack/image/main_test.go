@@ -290,3 +290,40 @@ func TestDockerfileAgrees(t *testing.T) {
 		}
 	}
 }
+
+// make image says which platform it builds for and, when that is only this machine's
+// architecture, how to build for a node of another one.
+func TestMakeImageSaysThePlatform(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	other := map[string]string{"amd64": "arm64"}[runtime.GOARCH]
+	if other == "" {
+		other = "amd64"
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{
+			">> building the relay image for linux/" + runtime.GOARCH + " (this machine's architecture; for a node of another one: make image IMAGE_ARCH=" + other + ")",
+			"runs on linux/" + runtime.GOARCH + " nodes only"}},
+		{[]string{"IMAGE_ARCH=arm64"}, []string{">> building the relay image for linux/arm64 (as asked)", "GOARCH=arm64", "runs on linux/arm64 nodes only"}},
+	} {
+		cmd := exec.Command("make", append([]string{"-n", "--no-print-directory", "-C", filepath.Join("..", ".."), "image"}, c.args...)...)
+		for _, kv := range os.Environ() { // only the command line chooses here
+			if !strings.HasPrefix(kv, "IMAGE_ARCH=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make -n image %v: %v\n%s", c.args, err, out)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("make -n image %v does not say %q:\n%s", c.args, w, out)
+			}
+		}
+	}
+}

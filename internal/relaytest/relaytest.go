@@ -29,11 +29,18 @@ type Server struct {
 // Start serves a relay built from cfg until the test ends or Stop is called.
 func Start(t testing.TB, cfg relay.Config) *Server {
 	t.Helper()
+	return StartAt(t, "127.0.0.1:0", cfg)
+}
+
+// StartAt is Start on a given address: the address of a relay stopped before, to restart it where
+// its clients point.
+func StartAt(t testing.TB, addr string, cfg relay.Config) *Server {
+	t.Helper()
 	logs := &promtest.Buffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

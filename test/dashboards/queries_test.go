@@ -169,9 +169,19 @@ func TestCommittedJSON(t *testing.T) {
 			}
 		}
 
+		// A collapsed row holds its panels (Grafana's classic model); an expanded row holds none.
+		var all []jsonPanel
+		for _, p := range m.Panels {
+			all = append(all, p)
+			if p.Type == "row" && p.Collapsed {
+				all = append(all, p.Panels...)
+			} else if len(p.Panels) > 0 {
+				t.Errorf("%s: %s %d %q holds panels but is not a collapsed row", d.File, p.Type, p.ID, p.Title)
+			}
+		}
 		ids := map[uint32]string{}
 		var queries []jsonPanel
-		for _, p := range m.Panels {
+		for _, p := range all {
 			if prev, dup := ids[p.ID]; dup || p.ID == 0 {
 				t.Errorf("%s: panel id %d of %q is zero or already used by %q", d.File, p.ID, p.Title, prev)
 			}
@@ -227,10 +237,12 @@ type dsRef struct {
 func (r *dsRef) ok() bool { return r.Type == "prometheus" && r.UID == "${datasource}" }
 
 type jsonPanel struct {
-	ID          uint32 `json:"id"`
-	Type        string `json:"type"`
-	Title       string `json:"title"`
-	Datasource  *dsRef `json:"datasource"`
+	ID          uint32      `json:"id"`
+	Type        string      `json:"type"`
+	Title       string      `json:"title"`
+	Collapsed   bool        `json:"collapsed"`
+	Panels      []jsonPanel `json:"panels"`
+	Datasource  *dsRef      `json:"datasource"`
 	FieldConfig struct {
 		Defaults struct {
 			Unit   string `json:"unit"`

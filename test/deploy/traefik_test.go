@@ -18,9 +18,10 @@ var helmChartConfigFiles = []string{
 	haproxyHelmChartConfig,
 }
 
-// Keys the Traefik chart reads under ports.<name> (chart v27 and later; k3s strips the chart's
-// values schema, so anything else would be ignored without a word). See
-// shared/reference/k3s-traefik.md.
+// Keys the Traefik chart reads under ports.<name> (chart v27 and later, whose `expose` is a map
+// keyed by Service name: `expose: {default: true}`). k3s strips the chart's values.schema.json,
+// so an unknown or misplaced key is ignored without a word instead of failing the install: this
+// list is the only check.
 var chartPortKeys = map[string]bool{
 	"port": true, "containerPort": true, "hostPort": true, "hostIP": true, "expose": true,
 	"exposedPort": true, "targetPort": true, "protocol": true, "nodePort": true, "appProtocol": true,

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -305,10 +304,9 @@ func TestPullSourceFromController(t *testing.T) {
 func TestPusherInManager(t *testing.T) {
 	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
 	r, relayURL := srv.Relay, srv.URL
-	var logs strings.Builder
-	var logMu sync.Mutex
+	var logs promtest.Buffer
 	p, err := pusher.New(pusher.Config{URL: relayURL, Job: "pushing-operator", Instance: "pod-0", Gatherer: metrics.Registry, Interval: 50 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,19 +314,6 @@ func TestPusherInManager(t *testing.T) {
 	checkOperatorSeries(t, relayURL, op.name, map[string]string{"job": "pushing-operator", "instance": "pod-0"}, 3)
 	op.Stop(t)
 	if gs := r.Store.Groups(); len(gs) != 0 {
-		logMu.Lock()
-		defer logMu.Unlock()
 		t.Fatalf("group left after the manager stopped: %v; pusher log:\n%s", gs, logs.String())
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

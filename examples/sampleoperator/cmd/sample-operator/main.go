@@ -19,14 +19,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
+	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -71,12 +70,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		pushJob       = fs.String("push-job", "", "The job label of the pushed group; required with --push-to.")
 		pushInstance  = fs.String("push-instance", "", "The instance label of the pushed group (default: the host name).")
 		pushInterval  = fs.Duration("push-interval", 15*time.Second, "Time between pushes.")
-		pushTokenFile = fs.String("push-token-file", "", "File holding the relay's write token, sent as a bearer token (optional).")
+		pushTokenFile = fs.String("push-token-file", "", "File holding the relay's write token, sent as a bearer token and read at every push, so a rotated token needs no restart (optional).")
 		kubeconfig    = fs.String("kubeconfig", "", "Path to a kubeconfig. When set (or when running in a cluster), ConfigMaps labelled opview.dev/sample=true are reconciled too.")
 		load          = fs.Duration("load", time.Second, "Enqueue a batch of work items with mixed outcomes this often (0 disables).")
 		reconcileTime = fs.Duration("reconcile-timeout", 500*time.Millisecond, "Reconciliation timeout of the sample controllers.")
 	)
-	zapOpts := zap.Options{Development: true}
+	// The sample fails on purpose all the time (--load): a stack trace on every "Reconciler error"
+	// (zap's development default) would bury the log, so only panics carry one, as the
+	// controller-runtime panic handler logs them; --zap-stacktrace-level=error brings them back.
+	panicLevel := zapcore.PanicLevel
+	zapOpts := zap.Options{Development: true, StacktraceLevel: &panicLevel}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -118,28 +121,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		wh = &webhook.Options{Host: *webhookHost, Port: *webhookPort, CertDir: *webhookCerts}
 	}
-	var push *pusher.Config
+	var push *pusher.Pusher
 	if *pushTo != "" {
 		if *pushJob == "" {
 			return fmt.Errorf("--push-to needs --push-job (the job label of the pushed group)")
 		}
-		if u, err := url.Parse(*pushTo); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("--push-to %q: want the relay's base URL, http://host:9091", *pushTo)
-		}
 		if *pushInterval <= 0 {
 			return fmt.Errorf("--push-interval %s: must be positive", *pushInterval)
 		}
-		push = &pusher.Config{URL: *pushTo, Job: *pushJob, Instance: *pushInstance, Interval: *pushInterval,
-			Gatherer: crmetrics.Registry, Logger: slog.New(logr.ToSlogHandler(logger.WithName("pusher")))}
-		if *pushTokenFile != "" {
-			b, err := os.ReadFile(*pushTokenFile)
-			if err != nil {
-				return fmt.Errorf("--push-token-file: %w", err)
+		push, err = pusher.New(pusher.Config{URL: *pushTo, Job: *pushJob, Instance: *pushInstance, Interval: *pushInterval,
+			TokenFile: *pushTokenFile, Gatherer: crmetrics.Registry, Logger: slog.New(logr.ToSlogHandler(logger.WithName("pusher")))})
+		if err != nil {
+			if ce := (*pusher.ConfigError)(nil); errors.As(err, &ce) && pushFlags[ce.Field] != "" {
+				return fmt.Errorf("%s: %w", pushFlags[ce.Field], ce.Err)
 			}
-			push.Token = strings.TrimSpace(string(b))
-			if push.Token == "" {
-				return fmt.Errorf("--push-token-file %s is empty", *pushTokenFile)
-			}
+			return err
 		}
 	} else if *pushJob != "" || *pushInstance != "" || *pushTokenFile != "" {
 		return fmt.Errorf("--push-job, --push-instance and --push-token-file need --push-to")
@@ -162,11 +158,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if push != nil {
 		// The pusher is a manager.Runnable: it pushes at once and then every interval on every
 		// replica (not only the leader), and deletes its group when the manager stops.
-		p, err := pusher.New(*push)
-		if err != nil {
-			return err
-		}
-		if err := op.Manager.Add(p); err != nil {
+		if err := op.Manager.Add(push); err != nil {
 			return fmt.Errorf("adding the pusher: %w", err)
 		}
 	}
@@ -174,3 +166,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		"webhookPort", *webhookPort, "pushTo", *pushTo, "pushJob", *pushJob)
 	return op.Start(ctx)
 }
+
+// pushFlags names the flag of each pusher.Config field the flags set.
+var pushFlags = map[string]string{"URL": "--push-to", "Job": "--push-job", "Instance": "--push-instance", "TokenFile": "--push-token-file"}

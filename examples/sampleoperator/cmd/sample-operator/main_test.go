@@ -25,11 +25,12 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--push-job=op"}, "--push-job, --push-instance and --push-token-file need --push-to"},
 		{[]string{"--push-token-file=/x"}, "need --push-to"},
 		{[]string{"--push-to=http://relay:9091"}, "--push-to needs --push-job"},
-		{[]string{"--push-to=relay:9091", "--push-job=op"}, `--push-to "relay:9091": want the relay's base URL`},
+		{[]string{"--push-to=relay:9091", "--push-job=op"}, `--push-to: "relay:9091" is not a relay's base URL`},
+		{[]string{"--push-to=http://relay:9091/metrics", "--push-job=op"}, `--push-to: "http://relay:9091/metrics": give the relay's base URL, without a path`},
 		{[]string{"--push-to=ftp://relay", "--push-job=op"}, "--push-to"},
 		{[]string{"--push-to=http://relay:9091", "--push-job=op", "--push-interval=0s"}, "--push-interval 0s: must be positive"},
 		{[]string{"--push-to=http://relay:9091", "--push-job=op", "--push-token-file=/does/not/exist"}, "--push-token-file: open /does/not/exist"},
-		{[]string{"--push-to=http://relay:9091", "--push-job=op", "--push-token-file=" + empty}, "--push-token-file " + empty + " is empty"},
+		{[]string{"--push-to=http://relay:9091", "--push-job=op", "--push-token-file=" + empty}, "--push-token-file: " + empty + " is empty"},
 		{[]string{"--webhook-port=70000"}, "--webhook-port 70000: want 1-65535"},
 		{[]string{"--webhook-port=9443"}, "--webhook-port needs --webhook-cert-path"},
 		{[]string{"--push-interval=soon"}, `invalid value "soon" for flag -push-interval`},
@@ -80,5 +81,39 @@ func TestPushToRelayWithTokenFile(t *testing.T) {
 	}
 	if gs := r.Store.Groups(); len(gs) != 0 {
 		t.Fatalf("groups left after the operator stopped: %v", gs)
+	}
+}
+
+// The deliberate failures are logged one line each: a stack trace only for a panic (by
+// controller-runtime's panic handler), unless --zap-stacktrace-level asks for more.
+func TestDeliberateErrorsLogOneLineEach(t *testing.T) {
+	// stackAfterError reports whether a "Reconciler error" line is followed by a stack frame.
+	stackAfterError := func(log string) bool {
+		lines := strings.Split(log, "\n")
+		for i, l := range lines[:len(lines)-1] {
+			if strings.Contains(l, "\tReconciler error\t") && strings.HasPrefix(lines[i+1], "sigs.k8s.io/controller-runtime/") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range []struct {
+		flags []string
+		stack bool
+	}{{nil, false}, {[]string{"--zap-stacktrace-level=error"}, true}} {
+		var log promtest.Buffer
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--load=10ms"}, c.flags...), &log)
+		}()
+		promtest.Eventually(t, 30*time.Second, "reconcile errors logged", func() bool { return strings.Count(log.String(), "\tReconciler error\t") >= 3 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("run %v: %v", c.flags, err)
+		}
+		if got := stackAfterError(log.String()); got != c.stack {
+			t.Errorf("flags %v: stack trace after a reconcile error: %v, want %v; log:\n%.3000s", c.flags, got, c.stack, log.String())
+		}
 	}
 }

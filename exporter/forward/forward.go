@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/opview/opview/exporter/pusher"
+	"github.com/opview/opview/exporter/scrape"
 )
 
 // Config configures a Forwarder.
@@ -119,7 +120,7 @@ func (f *Forwarder) Status() Status { return f.pusher.Status() }
 // stale at once instead of after the relay's TTL; see pusher.Pusher.Start for the retries and
 // what is logged. Run returns an error only when the final delete fails.
 func (f *Forwarder) Run(ctx context.Context) error {
-	f.cfg.Logger.Info("forwarding", "from", f.cfg.From.URL)
+	f.cfg.Logger.Info("forwarding", "from", scrape.RedactURL(f.cfg.From.URL))
 	return f.pusher.Start(ctx)
 }
 

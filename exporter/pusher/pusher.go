@@ -33,6 +33,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
+
+	"github.com/opview/opview/exporter/scrape"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -217,9 +219,12 @@ func New(cfg Config) (*Pusher, error) {
 func CheckURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%q is not a relay's base URL (want http://host:9091 or https://host:9091)", raw)
+		return "", fmt.Errorf("%q is not a relay's base URL (want http://host:9091 or https://host:9091)", scrape.RedactURL(raw))
 	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if u.User != nil {
+		return "", fmt.Errorf("%q: give the relay's write token as a token (a token file), not in the URL, where logs would show it", scrape.RedactURL(raw))
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return "", fmt.Errorf("%q: give the relay's base URL, without a path or query (the pusher adds /metrics/job/<job>/instance/<instance>)", raw)
 	}
 	return strings.TrimSuffix(raw, "/"), nil

@@ -257,6 +257,7 @@ func TestNewChecksConfig(t *testing.T) {
 		{pusher.Config{URL: "http://relay:9091/metrics/job/j", Job: "j", Gatherer: g}, "URL", "without a path"},
 		{pusher.Config{URL: "http://relay:9091/prefix/", Job: "j", Gatherer: g}, "URL", "without a path"},
 		{pusher.Config{URL: "http://relay:9091?x=1", Job: "j", Gatherer: g}, "URL", "without a path or query"},
+		{pusher.Config{URL: "http://u:s3cret@relay:9091", Job: "j", Gatherer: g}, "URL", "not in the URL"},
 		{pusher.Config{URL: "http://relay:9091", Gatherer: g}, "Job", "required"},
 		{pusher.Config{URL: "http://relay:9091", Job: "j"}, "Gatherer", "required"},
 		{pusher.Config{URL: "http://relay:9091", Job: "j", Gatherer: g, Token: "a", TokenFile: empty}, "Token", "not both"},
@@ -265,7 +266,7 @@ func TestNewChecksConfig(t *testing.T) {
 	} {
 		_, err := pusher.New(c.cfg)
 		var ce *pusher.ConfigError
-		if !errors.As(err, &ce) || ce.Field != c.field || !strings.Contains(err.Error(), c.want) {
+		if !errors.As(err, &ce) || ce.Field != c.field || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("New(%+v) = %v; want a ConfigError on %s mentioning %q", c.cfg, err, c.field, c.want)
 		}
 	}

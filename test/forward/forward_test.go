@@ -272,7 +272,7 @@ func TestForwardHTTPSWithBearerToken(t *testing.T) {
 func TestPullSourceFromController(t *testing.T) {
 	op := startOperator(t, "pulled-widgets", false)
 	srv := relaytest.Start(t, relay.Config{
-		GroupTTL: 500 * time.Millisecond, ForgetAfter: time.Minute,
+		GroupTTL: 3 * time.Second, ForgetAfter: time.Minute,
 		Sources: map[string]sources.Spec{"lan-operator": {URL: op.URL(false), Interval: sources.Duration(50 * time.Millisecond)}},
 	})
 	relayURL := srv.URL

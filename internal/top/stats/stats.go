@@ -323,6 +323,7 @@ func ControllerDetail(w *window.Window, name string) Detail {
 		}
 		d.Results = append(d.Results, res)
 	}
+	slices.SortStableFunc(d.Results, func(a, b Result) int { return resultRank(a.Name) - resultRank(b.Name) })
 	for i := range d.Results {
 		if all > 0 && !math.IsNaN(d.Results[i].Count) {
 			d.Results[i].Share = d.Results[i].Count / all
@@ -447,4 +448,12 @@ func ProcessStats(w *window.Window) Process {
 		p.Webhooks = append(p.Webhooks, wh)
 	}
 	return p
+}
+
+// resultRank orders controller-runtime's results as its docs list them; unknown ones go last.
+func resultRank(r string) int {
+	if i := slices.Index([]string{"success", "error", "requeue", "requeue_after"}, r); i >= 0 {
+		return i
+	}
+	return 4
 }

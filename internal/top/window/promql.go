@@ -163,12 +163,12 @@ func almostEqual(a, b, epsilon float64) bool {
 	return diff/math.Min(absSum, math.MaxFloat64) < epsilon
 }
 
-// Rate is sum(rate(name{m}[range])) at the newest scrape. ok is false when no matching series
+// Rate is sum(rate(name{m}[range])) at the newest scrape, range being EffectiveRange. ok is false when no matching series
 // has two points in the window.
 func (w *Window) Rate(name string, m Match) (v float64, ok bool) {
 	end := w.endMs()
 	for _, s := range w.Select(name, m) {
-		if r, rok := rate(w.Points(s), end, w.rangeMs); rok {
+		if r, rok := rate(w.Points(s), end, w.effectiveMs()); rok {
 			v, ok = v+r, true
 		}
 	}
@@ -196,7 +196,7 @@ func (w *Window) Sum(name string, m Match) (v float64, ok bool) {
 
 // BucketRates returns sum by (le) (rate(name_bucket{m}[range])), sorted by bound.
 func (w *Window) BucketRates(name string, m Match) []Bucket {
-	return w.buckets(name, m, func(pts []Point) (float64, bool) { return rate(pts, w.endMs(), w.rangeMs) })
+	return w.buckets(name, m, func(pts []Point) (float64, bool) { return rate(pts, w.endMs(), w.effectiveMs()) })
 }
 
 // BucketIncreases returns the observations per cumulative bucket seen inside the window (the

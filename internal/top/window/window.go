@@ -94,8 +94,23 @@ func New(w time.Duration, capacity int, keep ...string) *Window {
 	return win
 }
 
-// Range returns the window's length.
+// Range returns the window's configured length.
 func (w *Window) Range() time.Duration { return time.Duration(w.rangeMs) * time.Millisecond }
+
+// EffectiveRange is the range the window's rates and quantiles are over: its length once it holds
+// that much, and before that the span of the scrapes held plus one average interval, so that a
+// young window gives the rate between its scrapes instead of one diluted over the whole length.
+// Every computation is PromQL's over a range of this length ending at the newest scrape.
+func (w *Window) EffectiveRange() time.Duration { return time.Duration(w.effectiveMs()) * time.Millisecond }
+
+func (w *Window) effectiveMs() int64 {
+	if w.n < 2 {
+		return w.rangeMs
+	}
+	oldest := w.times[(w.head-(w.n-1)+len(w.times))%len(w.times)]
+	span := w.times[w.head] - oldest
+	return min(w.rangeMs, span+span/int64(w.n-1))
+}
 
 // Len returns the number of scrapes held.
 func (w *Window) Len() int { return w.n }
@@ -298,13 +313,13 @@ func (w *Window) LabelValues(name, label string) []string {
 	return out
 }
 
-// eachSlot calls f for every scrape inside the window's range, oldest first, with its ring slot.
-// The range is left-open as in PromQL: (newest-range, newest].
+// eachSlot calls f for every scrape inside the window's effective range, oldest first, with its
+// ring slot. The range is left-open as in PromQL: (newest-range, newest].
 func (w *Window) eachSlot(f func(slot int, t int64)) {
 	if w.n == 0 {
 		return
 	}
-	start := w.times[w.head] - w.rangeMs
+	start := w.times[w.head] - w.effectiveMs()
 	for i := w.n - 1; i >= 0; i-- {
 		slot := (w.head - i + len(w.times)) % len(w.times)
 		if t := w.times[slot]; t > start {

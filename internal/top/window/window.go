@@ -101,7 +101,9 @@ func (w *Window) Range() time.Duration { return time.Duration(w.rangeMs) * time.
 // that much, and before that the span of the scrapes held plus one average interval, so that a
 // young window gives the rate between its scrapes instead of one diluted over the whole length.
 // Every computation is PromQL's over a range of this length ending at the newest scrape.
-func (w *Window) EffectiveRange() time.Duration { return time.Duration(w.effectiveMs()) * time.Millisecond }
+func (w *Window) EffectiveRange() time.Duration {
+	return time.Duration(w.effectiveMs()) * time.Millisecond
+}
 
 func (w *Window) effectiveMs() int64 {
 	if w.n < 2 {

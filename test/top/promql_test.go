@@ -125,7 +125,7 @@ func TestArithmeticMatchesPromQL(t *testing.T) {
 				if !ok {
 					want = math.NaN()
 				}
-				if !close(ck.got, want) {
+				if !near(ck.got, want) {
 					t.Errorf("scrape %d (%s, range %s), %s %s: opview top %v, PromQL %v\n  %s", i, times[i].Format("15:04:05.000"), r, row.Name, ck.what, ck.got, want, ck.q)
 				}
 				compared++
@@ -133,7 +133,7 @@ func TestArithmeticMatchesPromQL(t *testing.T) {
 		}
 		// The detail screen's p90 and the process screen's CPU go through the same window calls.
 		want, _ := query(times[i], `rate(process_cpu_seconds_total`+rng+`)`)
-		if got := stats.ProcessStats(w).CPU; !close(got, want) {
+		if got := stats.ProcessStats(w).CPU; !near(got, want) {
 			t.Errorf("scrape %d: CPU %v, PromQL %v", i, got, want)
 		}
 	}
@@ -143,7 +143,7 @@ func TestArithmeticMatchesPromQL(t *testing.T) {
 	t.Logf("%d values compared with PromQL over %d scrapes; %d windows held the counter reset, %d were full (%s)", compared, steps-1, resetsSeen, fullWindows, length)
 }
 
-func close(a, b float64) bool {
+func near(a, b float64) bool {
 	if math.IsNaN(a) || math.IsNaN(b) {
 		return math.IsNaN(a) && math.IsNaN(b)
 	}

@@ -192,3 +192,15 @@ func TestMouseWheelMovesTheCursor(t *testing.T) {
 		t.Fatalf("selection after two wheel-downs = %q (was %q)", got, first)
 	}
 }
+
+// TestKeysReadTogether: keys typed faster than the terminal is read arrive as one message ("jj");
+// each one counts.
+func TestKeysReadTogether(t *testing.T) {
+	w, now, src := recorded(t, false)
+	m := New(Options{Source: src, Window: w, Interval: interval, Now: now})
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("jj")})
+	if got := m.table.Cursor(); got != 2 {
+		t.Fatalf("cursor after \"jj\" = %d, want 2", got)
+	}
+}

@@ -6,6 +6,7 @@ SHELL := /usr/bin/env bash
 GO          ?= go
 BIN         := bin
 RELAY       := $(BIN)/opview-relay
+OPVIEW      := $(BIN)/opview
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
                -X github.com/prometheus/common/version.Revision=$(shell git rev-parse --short HEAD 2>/dev/null)
@@ -20,8 +21,9 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build the relay into bin/opview-relay.
+build: ## Build the relay into bin/opview-relay and the user CLI (opview top) into bin/opview.
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(RELAY) ./exporter/cmd/opview-relay
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(OPVIEW) ./cmd/opview
 
 .PHONY: run
 run: build ## Start the relay on :9091 with defaults.

@@ -61,6 +61,9 @@ Keys: arrows or j/k move, Enter opens a controller's detail, Esc goes back, Tab 
 the controllers and the process screen, / filters, s sorts by the next column (1-9 pick one),
 the mouse wheel scrolls, ? shows every key, q quits.`
 
+// stdinArg stands for the source "-" while kingpin parses the arguments.
+const stdinArg = "\x00stdin"
+
 // run parses args and runs the chosen command; it returns the process exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := kingpin.New("opview", "opview's user-side commands: a live terminal view of an operator's controllers (top).")
@@ -86,7 +89,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	exit := -1
 	app.Terminate(func(code int) { exit = code })
+	// kingpin reads a lone "-" as an empty argument: pass standard input's "-" through a stand-in.
+	args = append([]string(nil), args...)
+	for i, a := range args {
+		if a == "-" {
+			args[i] = stdinArg
+		}
+	}
 	chosen, err := app.Parse(args)
+	if *target == stdinArg {
+		*target = "-"
+	}
 	if exit >= 0 {
 		return exit // --help or --version
 	}

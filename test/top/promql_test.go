@@ -13,6 +13,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/util/teststorage"
@@ -162,7 +163,7 @@ type sample struct {
 func floatSamples(fams []*dto.MetricFamily) []sample {
 	var out []sample
 	add := func(name string, m *dto.Metric, extra []string, v float64) {
-		kv := []string{labels.MetricName, name}
+		kv := []string{model.MetricNameLabel, name}
 		for _, lp := range m.Label {
 			kv = append(kv, lp.GetName(), lp.GetValue())
 		}

@@ -245,20 +245,18 @@ type Result struct {
 // Detail is the controller detail screen's data.
 type Detail struct {
 	Controller
-	P90                            float64
-	QueueP50, QueueP90             float64
-	WorkP50, WorkP99               float64
-	Unfinished, Longest            float64 // seconds of work in progress, longest running worker
-	AddsPerSec                     float64
-	Panics, Terminal               float64 // seen inside the window
-	Observations                   float64 // reconcile-time observations inside the window
-	Buckets                        []Bucket
-	Results                        []Result
-	RateSteps, ErrorSteps          []float64 // per scrape interval, over the window
-	DepthValues, ActiveValues      []float64 // per scrape, over the window
-	MaxWorkers                     float64
-	SinceStart                     bool // one scrape only: buckets and results are totals since start
-	ReconcileTimeBucketsConfigured bool
+	P90                       float64
+	QueueP50, QueueP90        float64
+	WorkP50, WorkP99          float64
+	Unfinished, Longest       float64 // seconds of work in progress, longest running worker
+	AddsPerSec                float64
+	Panics, Terminal          float64 // seen inside the window
+	Observations              float64 // reconcile-time observations inside the window
+	Buckets                   []Bucket
+	Results                   []Result
+	RateSteps, ErrorSteps     []float64 // per scrape interval, over the window
+	DepthValues, ActiveValues []float64 // per scrape, over the window
+	SinceStart                bool      // one scrape only: buckets and results are totals since start
 }
 
 // ControllerDetail returns the detail of one controller.
@@ -295,7 +293,6 @@ func ControllerDetail(w *window.Window, name string) Detail {
 	} else {
 		cum = w.BucketIncreases(reconcileTime, c)
 	}
-	d.ReconcileTimeBucketsConfigured = len(cum) > 0
 	if n := len(cum); n > 0 {
 		d.Observations = cum[n-1].Count
 	}
@@ -333,7 +330,6 @@ func ControllerDetail(w *window.Window, name string) Detail {
 	d.ErrorSteps = w.Steps(reconcileErrors, c)
 	d.DepthValues = w.Values(queueDepth, q)
 	d.ActiveValues = w.Values(activeWorkers, c)
-	d.MaxWorkers = d.Max
 	return d
 }
 

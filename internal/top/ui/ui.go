@@ -181,9 +181,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // refresh recomputes what the screens show from the window.
 func (m *Model) refresh() {
 	m.all = stats.Controllers(m.opts.Window)
-	m.applyTable()
-	m.renderDetail()
-	m.renderProcess()
+	m.applyTable() // lays out and renders every screen
 }
 
 // applyTable filters and sorts the rows and keeps the cursor on the same controller.

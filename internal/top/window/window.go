@@ -63,6 +63,8 @@ type Window struct {
 	byName  map[string][]*Series
 	dirty   bool
 	key     []byte
+	// selected memoises Select until the next Add: the screens select the same series many times.
+	selected map[string][]*Series
 	pts     []Point
 }
 
@@ -202,6 +204,7 @@ func (w *Window) Add(t time.Time, fams []*dto.MetricFamily) bool {
 			w.dirty = true
 		}
 	}
+	clear(w.selected)
 	return true
 }
 
@@ -290,15 +293,38 @@ func compareLabels(a, b []Label) int {
 	return len(a) - len(b)
 }
 
-// Select returns the series named name whose labels match m, sorted by labels and then le.
+// Select returns the series named name whose labels match m, sorted by labels and then le. The
+// slice is shared: do not modify it.
 func (w *Window) Select(name string, m Match) []*Series {
 	w.index()
+	key := append(w.key[:0], name...)
+	if len(m) > 0 {
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		for _, k := range names {
+			key = append(key, 0xff)
+			key = append(key, k...)
+			key = append(key, 0xfe)
+			key = append(key, m[k]...)
+		}
+	}
+	w.key = key
+	if out, ok := w.selected[string(key)]; ok {
+		return out
+	}
 	var out []*Series
 	for _, s := range w.byName[name] {
 		if m.matches(s) {
 			out = append(out, s)
 		}
 	}
+	if w.selected == nil {
+		w.selected = map[string][]*Series{}
+	}
+	w.selected[string(key)] = out
 	return out
 }
 

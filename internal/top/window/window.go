@@ -65,7 +65,7 @@ type Window struct {
 	key     []byte
 	// selected memoises Select until the next Add: the screens select the same series many times.
 	selected map[string][]*Series
-	pts     []Point
+	pts      []Point
 }
 
 // Capacity is the number of scrapes a window of length w keeps when scraped every interval:

@@ -91,6 +91,10 @@ secret: ## Generate the Grafana admin and Prometheus basic-auth credentials (git
 fuzz: ## Fuzz the push-body parser for FUZZTIME (default 30s).
 	$(GO) test ./exporter/ingest -run '^$$' -fuzz FuzzParsePush -fuzztime $${FUZZTIME:-30s}
 
+.PHONY: fuzz-top
+fuzz-top: ## Fuzz opview top's statistics with arbitrary expositions for FUZZTIME (default 30s).
+	$(GO) test ./internal/top/stats -run '^$$' -fuzz FuzzScreens -fuzztime $${FUZZTIME:-30s}
+
 .PHONY: fuzz-persistence
 fuzz-persistence: ## Fuzz the persistence-file decoder for FUZZTIME (default 30s); seeds in exporter/persist/testdata/fuzz.
 	$(GO) test ./exporter/persist -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s}

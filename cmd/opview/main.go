@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	timeout := durationFlag(top, "timeout", "Timeout of one scrape.", 5*time.Second)
 	maxBytes := bytesFlag(top, "max-bytes", "Largest exposition read from a file or standard input.", 64<<20)
 	maxSeries := top.Flag("max-series", "Most series of the families opview top reads kept from one scrape (a histogram's buckets count); a larger scrape is refused.").Default("20000").Int()
-	noMouse := top.Flag("no-mouse", "Do not capture the mouse (keeps the terminal's own text selection; the wheel no longer scrolls).").Bool()
+	mouse := top.Flag("mouse", "Capture the mouse so that the wheel scrolls; --no-mouse keeps the terminal's own text selection.").Default("true").Bool()
 
 	exit := -1
 	app.Terminate(func(code int) { exit = code })
@@ -136,7 +136,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return printOnce(ctx, src, w, *interval, stdout, stderr)
 	}
 	opts := []tea.ProgramOption{tea.WithContext(ctx), tea.WithAltScreen(), tea.WithOutput(stdout)}
-	if !*noMouse {
+	if *mouse {
 		opts = append(opts, tea.WithMouseCellMotion())
 	}
 	if f, ok := stdin.(*os.File); ok && *target != "-" {

@@ -237,9 +237,18 @@ func (s *Source) limit(fams []*dto.MetricFamily) ([]*dto.MetricFamily, error) {
 	if s.cfg.MaxSeries <= 0 {
 		return fams, nil
 	}
-	n := 0
+	n := 0 // series as Prometheus stores them: a histogram's buckets, sum and count each count
 	for _, mf := range fams {
-		n += len(mf.Metric)
+		for _, m := range mf.Metric {
+			switch {
+			case m.Histogram != nil:
+				n += len(m.Histogram.Bucket) + 3
+			case m.Summary != nil:
+				n += len(m.Summary.Quantile) + 2
+			default:
+				n++
+			}
+		}
 	}
 	if n > s.cfg.MaxSeries {
 		return nil, fmt.Errorf("%s serves %d series of the families opview top reads, more than --max-series=%d", excerpt(s.cfg.Target), n, s.cfg.MaxSeries)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -49,6 +50,8 @@ type Source struct {
 	fetch func(context.Context) ([]*dto.MetricFamily, error)
 	once  bool
 	keep  map[string]bool
+
+	mu    sync.Mutex // group is written by Fetch (the view's scrape goroutine), read by String
 	group string
 }
 
@@ -115,6 +118,8 @@ func (s *Source) String() string {
 	if name == "-" {
 		name = "standard input"
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.group != "" {
 		name += " " + s.group
 	}
@@ -213,7 +218,9 @@ func (s *Source) narrow(fams []*dto.MetricFamily) ([]*dto.MetricFamily, error) {
 		}
 		job, instance = groups[0][0], groups[0][1]
 	}
-	s.group = fmt.Sprintf("{job=%q, instance=%q}", job, instance)
+	s.mu.Lock()
+	s.group = fmt.Sprintf("{job=%q, instance=%q}", excerpt(job), excerpt(instance))
+	s.mu.Unlock()
 	out := make([]*dto.MetricFamily, 0, len(kept))
 	for _, mf := range kept {
 		var ms []*dto.Metric

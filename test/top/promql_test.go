@@ -1,7 +1,6 @@
-// Package top_test checks opview top against independent references: its rates and windowed
-// quantiles against Prometheus's own PromQL engine over the same samples (this file), and the
-// real binary in a real terminal (tmux) against the sample operator, directly and through a relay
-// (tmux_test.go).
+// Package top_test checks opview top's arithmetic against an independent reference: its rates
+// and windowed quantiles against Prometheus's own PromQL engine over the same samples. The real
+// binary in a real terminal is tested in ./terminal.
 package top_test
 
 import (

@@ -1,7 +1,10 @@
-package top_test
+// Package terminal_test runs the real opview binary in a real terminal (tmux) against the real
+// sample operator, directly and through a relay that opview-relay forward feeds.
+package terminal_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -22,23 +25,66 @@ const (
 	paneHeight = 40
 )
 
+// bins are the binaries TestMain builds: opview, opview-relay and sample-operator. Building them
+// happens before the tests start, so that a cold build (controller-runtime and client-go for the
+// sample operator take minutes on a cold cache) does not count against go test's -timeout.
+var (
+	bins     = map[string]string{}
+	buildErr error
+	hasTmux  bool
+)
+
+func TestMain(m *testing.M) {
+	_, err := exec.LookPath("tmux")
+	hasTmux = err == nil
+	dir, err := os.MkdirTemp("", "opview-top-terminal-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if hasTmux {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		for _, b := range []struct{ name, moduleDir, pkg string }{
+			{"opview", "../../..", "./cmd/opview"},
+			{"opview-relay", "../../..", "./exporter/cmd/opview-relay"},
+			{"sample-operator", "../../../examples", "./sampleoperator/cmd/sample-operator"},
+		} {
+			start := time.Now()
+			out := filepath.Join(dir, b.name)
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", out, b.pkg)
+			cmd.Dir = b.moduleDir
+			if o, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s (in %s): %v\n%s", b.pkg, b.moduleDir, err, o)
+				break
+			}
+			fmt.Fprintf(os.Stderr, "terminal test: built %s in %s\n", b.name, time.Since(start).Round(time.Second))
+			bins[b.name] = out
+		}
+		cancel()
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // TestTerminal runs the real opview binary in a real terminal (tmux) against the real sample
 // operator: first its /metrics directly, then through a relay that opview-relay forward feeds.
 // Keys go in with send-keys; capture-pane must show the operator's controller with a nonzero
 // reconcile rate, and its detail screen the reconcile-time histogram with every row inside the
 // pane's width.
 func TestTerminal(t *testing.T) {
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
+	if !hasTmux {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("tmux is not installed (Debian package tmux; .ci/run installs it): CI must not skip the real-terminal test")
 		}
 		t.Skip("tmux is not installed (apt-get install tmux): skipping the real-terminal test")
 	}
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	tmux, _ := exec.LookPath("tmux")
 	dir := t.TempDir()
-	opview := build(t, dir, "..", "./cmd/opview", "opview")
-	relayBin := build(t, dir, "..", "./exporter/cmd/opview-relay", "opview-relay")
-	operator := build(t, dir, "../examples", "./sampleoperator/cmd/sample-operator", "sample-operator")
+	opview, relayBin, operator := bins["opview"], bins["opview-relay"], bins["sample-operator"]
 
 	metricsAddr := freeAddr(t)
 	start(t, dir, operator, "--metrics-bind-address="+metricsAddr, "--metrics-secure=false",
@@ -168,17 +214,6 @@ func checkPane(t *testing.T, screen string) {
 			t.Errorf("line %d has %d cells, the pane %d: %q", i+1, n, paneWidth, l)
 		}
 	}
-}
-
-func build(t *testing.T, dir, moduleDir, pkg, name string) string {
-	t.Helper()
-	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = filepath.Join("..", moduleDir)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s (in %s): %v\n%s", pkg, cmd.Dir, err, b)
-	}
-	return out
 }
 
 // start runs a binary until the test ends (SIGTERM, then wait).

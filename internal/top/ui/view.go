@@ -278,24 +278,32 @@ func detailText(d stats.Detail, width int, window time.Duration) string {
 	fmt.Fprintf(&b, "  %-14s %8s\n  %-14s %8s\n", "panics", stats.Count(d.Panics), "terminal errors", stats.Count(d.Terminal))
 
 	b.WriteString("\n" + titleStyle.Render("Over the window") + dimStyle.Render(" (oldest left, newest right)") + "\n")
-	const labelW, valueW = 16, 10
-	sw := max(4, width-labelW-valueW-2)
-	for _, s := range []struct {
-		name  string
-		vals  []float64
-		value string
-	}{
+	sparkRows(&b, width, []sparkRow{
 		{"reconciles/s", d.RateSteps, stats.Rate(last(d.RateSteps))},
 		{"errors/s", d.ErrorSteps, stats.Rate(last(d.ErrorSteps))},
 		{"queue depth", d.DepthValues, stats.Count(last(d.DepthValues))},
 		{"active workers", d.ActiveValues, stats.Workers(last(d.ActiveValues), d.Max)},
-	} {
-		fmt.Fprintf(&b, "  %-*s%s %*s\n", labelW-2, s.name, spark(s.vals, sw), valueW, s.value)
-	}
+	})
 
 	b.WriteString("\n" + titleStyle.Render("Reconcile time histogram") + dimStyle.Render(", observations "+in) + "\n")
 	b.WriteString(histogram(d.Buckets, d.Observations, width))
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// sparkRow is one labelled sparkline with its newest value.
+type sparkRow struct {
+	name  string
+	vals  []float64
+	value string
+}
+
+// sparkRows writes one line per row: label, sparkline filling the width, value.
+func sparkRows(b *strings.Builder, width int, rows []sparkRow) {
+	const labelW, valueW = 16, 10
+	sw := max(4, width-labelW-valueW-2)
+	for _, r := range rows {
+		fmt.Fprintf(b, "  %-*s%s %*s\n", labelW-2, r.name, spark(r.vals, sw), valueW, r.value)
+	}
 }
 
 func last(v []float64) float64 {
@@ -396,19 +404,11 @@ func processText(p stats.Process, width int) string {
 		stats.Count(p.Goroutines), stats.Count(p.Threads), stats.Count(p.OpenFDs), stats.Count(p.MaxFDs))
 	fmt.Fprintf(&b, "  GC %s/s   pause p50 %s   max %s (recent, from the Go runtime)\n",
 		stats.Rate(p.GCPerSec), stats.Seconds(p.GCPauseP50), stats.Seconds(p.GCPauseMax))
-	const labelW, valueW = 16, 10
-	sw := max(4, width-labelW-valueW-2)
-	for _, s := range []struct {
-		name  string
-		vals  []float64
-		value string
-	}{
+	sparkRows(&b, width, []sparkRow{
 		{"CPU cores", p.CPUSteps, stats.Rate(last(p.CPUSteps))},
 		{"RSS", p.RSSValues, stats.Bytes(last(p.RSSValues))},
 		{"goroutines", p.GoroutineVal, stats.Count(last(p.GoroutineVal))},
-	} {
-		fmt.Fprintf(&b, "  %-*s%s %*s\n", labelW-2, s.name, spark(s.vals, sw), valueW, s.value)
-	}
+	})
 
 	b.WriteString("\n" + titleStyle.Render("API client requests") + "\n")
 	if len(p.Requests) == 0 {

@@ -1,6 +1,7 @@
 package window
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sort"
@@ -90,15 +91,7 @@ func BucketQuantile(q float64, buckets []Bucket) float64 {
 	if len(buckets) == 0 {
 		return math.NaN()
 	}
-	slices.SortFunc(buckets, func(a, b Bucket) int {
-		switch {
-		case a.UpperBound < b.UpperBound:
-			return -1
-		case a.UpperBound > b.UpperBound:
-			return 1
-		}
-		return 0
-	})
+	sortBuckets(buckets)
 	if !math.IsInf(buckets[len(buckets)-1].UpperBound, 1) {
 		return math.NaN()
 	}
@@ -229,16 +222,12 @@ func (w *Window) buckets(name string, m Match, f func([]Point) (float64, bool)) 
 			out[i].Count += v
 		}
 	}
-	slices.SortFunc(out, func(a, b Bucket) int {
-		switch {
-		case a.UpperBound < b.UpperBound:
-			return -1
-		case a.UpperBound > b.UpperBound:
-			return 1
-		}
-		return 0
-	})
+	sortBuckets(out)
 	return out
+}
+
+func sortBuckets(b []Bucket) {
+	slices.SortFunc(b, func(x, y Bucket) int { return cmp.Compare(x.UpperBound, y.UpperBound) })
 }
 
 // Quantile is histogram_quantile(q, sum by (le) (rate(name_bucket{m}[range]))): NaN when the

@@ -110,7 +110,8 @@ func TestGoldenFrames(t *testing.T) {
 		{name: "process", msgs: []tea.Msg{key("tab")}, want: "API client requests"},
 		{name: "help", msgs: []tea.Msg{key("?")}, want: "Press any key"},
 		{name: "source_down", down: true, want: "source down"},
-		{name: "resize", msgs: []tea.Msg{tea.WindowSizeMsg{Width: 100, Height: 30}, key("enter")}, want: "Reconcile time histogram"},
+		// resize: from each size to the other one (200x60 down to 80x24 and back up), on the detail.
+		{name: "resize", msgs: []tea.Msg{key("enter")}, want: "Reconcile time histogram"},
 	}
 	for _, size := range [][2]int{{80, 24}, {200, 60}} {
 		for _, c := range cases {
@@ -124,6 +125,11 @@ func TestGoldenFrames(t *testing.T) {
 				}
 				teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte(first)) },
 					teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(10*time.Millisecond))
+				width, height := size[0], size[1]
+				if c.name == "resize" {
+					width, height = 280-size[0], 84-size[1] // 80x24 <-> 200x60
+					tm.Send(tea.WindowSizeMsg{Width: width, Height: height})
+				}
 				for _, msg := range c.msgs {
 					tm.Send(msg)
 				}
@@ -131,10 +137,6 @@ func TestGoldenFrames(t *testing.T) {
 					t.Fatal(err)
 				}
 				frame := tm.FinalModel(t, teatest.WithFinalTimeout(10*time.Second)).View()
-				width, height := size[0], size[1]
-				if r, ok := c.msgs[0:min(1, len(c.msgs))], c.name == "resize"; ok && len(r) > 0 {
-					width, height = 100, 30
-				}
 				checkFrame(t, frame, width, height)
 				if !strings.Contains(frame, c.want) {
 					t.Errorf("frame lacks %q:\n%s", c.want, frame)

@@ -25,9 +25,9 @@ const (
 	paneHeight = 40
 )
 
-// bins are the binaries TestMain builds: opview, opview-relay and sample-operator. Building them
-// happens before the tests start, so that a cold build (controller-runtime and client-go for the
-// sample operator take minutes on a cold cache) does not count against go test's -timeout.
+// bins are the binaries TestMain builds once for the package: opview, opview-relay and
+// sample-operator. On a cold build cache the sample operator (controller-runtime, client-go) takes
+// minutes, which counts against go test's -timeout: make test gives it TEST_TIMEOUT (30m).
 var (
 	bins     = map[string]string{}
 	buildErr error

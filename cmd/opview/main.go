@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	ca := top.Flag("from.ca-file", "CA certificate (PEM) that signed the operator's serving certificate.").String()
 	insecure := top.Flag("from.insecure-skip-verify", "Do not verify the operator's certificate (controller-runtime's generated self-signed one).").Bool()
 	timeout := durationFlag(top, "timeout", "Timeout of one scrape.", 5*time.Second)
-	maxBytes := bytesFlag(top, "max-bytes", "Largest exposition read from a file or standard input.", 64<<20)
+	maxBytes := bytesFlag(top, "max-bytes", "Largest exposition read, from the source's URL, a file or standard input.", 64<<20)
 	maxSeries := top.Flag("max-series", "Most series of the families opview top reads kept from one scrape (a histogram's buckets count); a larger scrape is refused.").Default("20000").Int()
 	mouse := top.Flag("mouse", "Capture the mouse so that the wheel scrolls; --no-mouse keeps the terminal's own text selection.").Default("true").Bool()
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -197,6 +198,31 @@ func TestForwardOperatorDown(t *testing.T) {
 	}
 	if n := len(r.Store.Groups()); n != 0 {
 		t.Fatalf("%d groups after a failed scrape", n)
+	}
+}
+
+// TestForwardAnswerIsBounded: an operator's answer larger than --from.body-size-limit fails the
+// scrape, naming the flag; nothing reaches the relay.
+func TestForwardAnswerIsBounded(t *testing.T) {
+	op := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		for i := 0; i < 20000; i++ {
+			fmt.Fprintf(w, "padding_metric{i=\"%d\"} 1\n", i)
+		}
+	}))
+	t.Cleanup(op.Close)
+	srv := relaytest.Start(t, relay.Config{GroupTTL: time.Minute})
+	f, err := forward.New(forward.Config{From: forward.Target{URL: op.URL + "/metrics", BodyLimit: 64 << 10}, To: srv.URL, Job: "op", Instance: "i"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Once(context.Background())
+	var fe *forward.Error
+	if !errors.As(err, &fe) || fe.Side != forward.SideOperator || !strings.Contains(err.Error(), "--from.body-size-limit") {
+		t.Fatalf("err = %v; want the operator side naming --from.body-size-limit", err)
+	}
+	if n := len(srv.Store.Groups()); n != 0 {
+		t.Fatalf("%d groups after a refused scrape", n)
 	}
 }
 

@@ -28,13 +28,19 @@ type Target struct {
 	InsecureSkipVerify bool
 	// Timeout of one scrape; 0 means 10s.
 	Timeout time.Duration
+	// BodyLimit bounds the bytes read of the answer; 0 means DefaultBodyLimit.
+	BodyLimit int64
 }
+
+// DefaultBodyLimit bounds an operator's answer when Target.BodyLimit is 0: the largest push body
+// a relay accepts by default (a kubebuilder operator serves 20 to 300 KiB).
+const DefaultBodyLimit = 16 << 20
 
 // Scraper fetches and parses the operator's exposition.
 type Scraper = scrape.Scraper
 
 // fromSettings name the forwarder's flags in the scraper's hints.
-var fromSettings = scrape.Settings{CA: "--from.ca-file", Insecure: "--from.insecure-skip-verify", Token: "--from.token-file"}
+var fromSettings = scrape.Settings{CA: "--from.ca-file", Insecure: "--from.insecure-skip-verify", Token: "--from.token-file", BodyLimit: "--from.body-size-limit"}
 
 // NewScraper checks t (a token file must be readable and not empty) and builds its scraper.
 func NewScraper(t Target) (*Scraper, error) {
@@ -59,7 +65,10 @@ func NewScraper(t Target) (*Scraper, error) {
 		hc.BasicAuth = &config.BasicAuth{Username: t.Username, Password: config.Secret(t.Password)}
 	}
 	hc.TLSConfig = config.TLSConfig{CAFile: t.CAFile, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	return scrape.New(scrape.Target{URL: t.URL, HTTPClientConfig: hc, Timeout: t.Timeout, Settings: fromSettings})
+	if t.BodyLimit <= 0 {
+		t.BodyLimit = DefaultBodyLimit
+	}
+	return scrape.New(scrape.Target{URL: t.URL, HTTPClientConfig: hc, Timeout: t.Timeout, BodyLimit: t.BodyLimit, Settings: fromSettings})
 }
 
 // TLSConfig builds a client TLS configuration from a CA file and the skip-verification switch.

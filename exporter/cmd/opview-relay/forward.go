@@ -27,6 +27,7 @@ Secure metrics (the kubebuilder default, HTTPS on :8443 with a self-signed certi
 	fromToken := cmd.Flag("from.token-file", "File with the bearer token for the operator's endpoint (kubebuilder's secure metrics: the output of kubectl create token). Read at every scrape.").String()
 	fromCA := cmd.Flag("from.ca-file", "CA certificate (PEM) that signed the operator's serving certificate.").String()
 	fromInsecure := cmd.Flag("from.insecure-skip-verify", "Do not verify the operator's certificate (controller-runtime's generated self-signed one).").Bool()
+	fromLimit := sizeFlag(cmd, "from.body-size-limit", "Largest answer read from the operator; a larger one fails the scrape.", forward.DefaultBodyLimit)
 	toToken := cmd.Flag("to.token-file", "File with the relay's write token (the relay's --web.write-token-file). Read at every push.").String()
 	toCA := cmd.Flag("to.ca-file", "CA certificate (PEM) of a relay served over HTTPS.").String()
 	toInsecure := cmd.Flag("to.insecure-skip-verify", "Do not verify the relay's certificate.").Bool()
@@ -36,7 +37,7 @@ Secure metrics (the kubebuilder default, HTTPS on :8443 with a self-signed certi
 			return usageError(logger, "--interval must be positive")
 		}
 		f, err := forward.New(forward.Config{
-			From: forward.Target{URL: *from, BearerTokenFile: *fromToken, CAFile: *fromCA, InsecureSkipVerify: *fromInsecure},
+			From: forward.Target{URL: *from, BearerTokenFile: *fromToken, CAFile: *fromCA, InsecureSkipVerify: *fromInsecure, BodyLimit: *fromLimit},
 			To:   *to, ToTokenFile: *toToken, ToCAFile: *toCA, ToInsecureSkipVerify: *toInsecure,
 			Job: *job, Instance: *instance, Interval: *interval, Logger: logger,
 		})

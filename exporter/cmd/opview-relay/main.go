@@ -87,6 +87,20 @@ func durationFlag(cmd *kingpin.CmdClause, name, help string, def time.Duration) 
 	return v
 }
 
+// sizeFlag is a size flag with a default, naming the flag in its errors.
+func sizeFlag(cmd *kingpin.CmdClause, name, help string, def int64) *int64 {
+	v := new(int64)
+	cmd.Flag(name, help).Default(units.Base2Bytes(def).String()).PlaceHolder("SIZE").SetValue(&namedValue{name: name, set: func(s string) (string, error) {
+		b, err := units.ParseBase2Bytes(s)
+		if err != nil {
+			return "", fmt.Errorf("invalid size %q (examples: 512KiB, 4MiB)", s)
+		}
+		*v = int64(b)
+		return units.Base2Bytes(b).String(), nil
+	}})
+	return v
+}
+
 // autoBytesFlag is a size flag whose default depends on the process (its memory limit): given
 // reports whether the command line set it.
 func autoBytesFlag(cmd *kingpin.CmdClause, name, help string) (v *int64, given func() bool) {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/alecthomas/units"
 
 	"github.com/opview/opview/exporter/relay"
 	"github.com/opview/opview/exporter/scrape"
@@ -109,20 +108,6 @@ func (f *sourceFlags) apply(cfg *relay.Config) error {
 		cfg.Sources = specs
 	}
 	return nil
-}
-
-// sizeFlag is a size flag with a default, naming the flag in its errors.
-func sizeFlag(cmd *kingpin.CmdClause, name, help string, def int64) *int64 {
-	v := new(int64)
-	cmd.Flag(name, help).Default(units.Base2Bytes(def).String()).PlaceHolder("SIZE").SetValue(&namedValue{name: name, set: func(s string) (string, error) {
-		b, err := units.ParseBase2Bytes(s)
-		if err != nil {
-			return "", fmt.Errorf("invalid size %q (examples: 512KiB, 4MiB)", s)
-		}
-		*v = int64(b)
-		return units.Base2Bytes(b).String(), nil
-	}})
-	return v
 }
 
 // parseCIDRs parses a repeatable CIDR flag; a bare address means itself alone.

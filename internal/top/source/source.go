@@ -34,7 +34,7 @@ type Config struct {
 	Timeout            time.Duration
 	// Job and Instance pick one pushed group out of a relay's exposition.
 	Job, Instance string
-	// MaxBytes bounds what is read from a file or standard input.
+	// MaxBytes bounds what is read of an exposition: a file, standard input or an HTTP answer.
 	MaxBytes int64
 	// MaxSeries bounds the series kept from one scrape (after the group is picked).
 	MaxSeries int
@@ -102,6 +102,7 @@ func httpScraper(cfg Config) (func(context.Context) ([]*dto.MetricFamily, error)
 		CAFile:             cfg.CAFile,
 		InsecureSkipVerify: cfg.InsecureSkipVerify,
 		Timeout:            cfg.Timeout,
+		BodyLimit:          cfg.MaxBytes,
 	})
 	if err != nil {
 		return nil, err

@@ -16,7 +16,12 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/opview/opview/exporter/persist"
+	"github.com/opview/opview/exporter/store"
 	"github.com/opview/opview/internal/promtest"
 )
 
@@ -54,7 +59,7 @@ func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
 		}
 	})
 	url := "http://" + addr
-	promtest.Eventually(t, 10*time.Second, "the relay to be ready", func() bool {
+	promtest.Eventually(t, time.Minute, "the relay to be ready", func() bool {
 		select {
 		case code := <-done:
 			t.Fatalf("relay exited %d:\n%s", code, logs.String())
@@ -73,21 +78,36 @@ func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
 // TestSlowScrapeReaderIsCutOff: a client that requests /metrics and never reads is cut off after
 // the write timeout, so it can't keep the connection, and the exposition it pinned, forever.
 func TestSlowScrapeReaderIsCutOff(t *testing.T) {
-	saved := httpLimits
-	httpLimits.writeTimeout = time.Second
-	t.Cleanup(func() { httpLimits = saved })
-	url, logs := startServe(t)
+	// ~12 MB of exposition, more than the sockets' buffers hold: 100 groups of a controller-runtime
+	// payload, stored in process and handed to the relay as its persistence file (pushed over
+	// HTTP, each push would have to beat the shortened write timeout too).
 	payload, err := os.ReadFile("../../../bench/testdata/controller-runtime.prom")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 100 { // ~12 MB of exposition: more than the sockets' buffers hold
-		resp, err := http.Post(fmt.Sprintf("%s/metrics/job/op/instance/i%d", url, i), "text/plain", bytes.NewReader(payload))
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("push %d: %v %v", i, resp, err)
-		}
-		resp.Body.Close()
+	tp := expfmt.NewTextParser(model.LegacyValidation)
+	parsed, err := tp.TextToMetricFamilies(bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
 	}
+	var fams []*dto.MetricFamily
+	for _, mf := range parsed {
+		fams = append(fams, mf)
+	}
+	st := store.New(store.Options{})
+	for i := range 100 {
+		if _, err := st.Push(store.PushRequest{Key: store.MustKey("job", "op", "instance", fmt.Sprintf("i%d", i)), Families: fams, Replace: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	if err := (&persist.Persister{Path: state, Groups: st.Snapshot}).Save(); err != nil {
+		t.Fatal(err)
+	}
+	saved := httpLimits
+	httpLimits.writeTimeout = time.Second
+	t.Cleanup(func() { httpLimits = saved })
+	url, logs := startServe(t, "--persistence.file="+state, "--persistence.interval=0")
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)

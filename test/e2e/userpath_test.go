@@ -273,18 +273,25 @@ func (s *userPath) routes(t *testing.T) {
 	if err != nil || code != http.StatusNotFound {
 		t.Fatalf("an unrouted Host: HTTP %d (%v), want 404 from Traefik", code, err)
 	}
-	trPod := s.c.WaitPodReady(t, "kube-system", "app.kubernetes.io/name=traefik", "", time.Minute)
-	framework.WaitFor(t, "Traefik's servers to be the Prometheus pod's address", time.Minute, func(ctx context.Context) error {
-		code, body, err := framework.HTTPGet(ctx, "http://"+trPod.Status.PodIP+":9100/metrics", "", nil)
-		if err != nil {
-			return err
+	// Traefik resolves a route's Service to its endpoints (the pods' addresses from the
+	// EndpointSlices), not to its cluster IP: kube-proxy's cluster-IP rules of the Prometheus and
+	// relay Services count no packet, while its rules for the node's address on Traefik's
+	// LoadBalancer Service (where clients come in) do.
+	for i := 0; i < 20; i++ {
+		if _, err := s.prom.Query(ctx, "up"); err != nil {
+			t.Fatal(err)
 		}
-		want := fmt.Sprintf(`url="http://%s:9090"`, s.promPod.Status.PodIP)
-		if code != http.StatusOK || !strings.Contains(string(body), want) {
-			return fmt.Errorf("Traefik's metrics (HTTP %d) name no server %s", code, want)
+	}
+	for rule, want := range map[string]bool{
+		"opview/prometheus:http cluster IP":       false,
+		"kube-system/traefik:web loadbalancer IP": true,
+	} {
+		pkts, err := s.node.ServiceRulePackets(ctx, rule)
+		must(t, err)
+		if (pkts > 0) != want {
+			t.Errorf("kube-proxy's rule %q counted %d packets, want %s", rule, pkts, map[bool]string{true: "some", false: "none"}[want])
 		}
-		return nil
-	})
+	}
 }
 
 // operators starts, on the LAN, two sample operators each with leader election on its own Lease
@@ -451,6 +458,18 @@ func (s *userPath) operatorSeries(t *testing.T) {
 	}
 	q := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q,namespace=%q,pod=~%q}`, s.inJob, s.inNS, s.inJob+"-.+")
 	framework.WaitFor(t, q+" (pod discovery with the bundle's service account)", 3*time.Minute, s.prom.HasSeries(q))
+	// The pushes came in on the node's relay port and went to the relay pod's address (the
+	// IngressRouteTCP's endpoints), never through the relay Service's cluster IP.
+	for rule, want := range map[string]bool{
+		"opview/relay:relay cluster IP":             false,
+		"kube-system/traefik:relay loadbalancer IP": true,
+	} {
+		pkts, err := s.node.ServiceRulePackets(context.Background(), rule)
+		must(t, err)
+		if (pkts > 0) != want {
+			t.Errorf("kube-proxy's rule %q counted %d packets, want %s", rule, pkts, map[bool]string{true: "some", false: "none"}[want])
+		}
+	}
 }
 
 // refusedPush: a body that is no exposition pushed to the forwarded operator's group is refused;

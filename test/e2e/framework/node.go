@@ -375,3 +375,23 @@ func (n *Node) containerLogs() map[string]string {
 	}
 	return logs
 }
+
+// ServiceRulePackets returns the packet counter of kube-proxy's rule in the nat table's
+// KUBE-SERVICES chain whose comment is comment ("<namespace>/<service>:<port> cluster IP",
+// "... loadbalancer IP"): how many connections were sent to that address since the rule was made.
+func (n *Node) ServiceRulePackets(ctx context.Context, comment string) (int64, error) {
+	out, err := exec.CommandContext(ctx, "iptables", "-w", "-t", "nat", "-L", "KUBE-SERVICES", "-v", "-x", "-n").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("iptables -t nat -L KUBE-SERVICES: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "/* "+comment+" */") {
+			f := strings.Fields(line)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("kube-proxy has no rule %q in KUBE-SERVICES", comment)
+}

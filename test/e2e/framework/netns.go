@@ -4,6 +4,7 @@ package framework
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +65,7 @@ var (
 // Main is TestMain for the e2e package. Outside the namespaces it checks for root, prepares what
 // needs the network (prepare gets a folder to fill), creates the namespaces, runs the tests in the
 // node namespace and cleans up; inside them it runs the tests. It returns the exit code.
-func Main(m *testing.M, prepare func(dir string) error) int {
+func Main(m *testing.M, prepare func(ctx context.Context, dir string) error) int {
 	if os.Getenv(envChild) != "" {
 		env = &Env{
 			NodeNetns: os.Getenv(envNodeNS), LANNetns: os.Getenv(envLANNS), Work: os.Getenv(envWork),
@@ -80,8 +82,32 @@ func Main(m *testing.M, prepare func(dir string) error) int {
 		}
 		return m.Run()
 	}
+	flag.Parse() // for -test.timeout, which the child's deadline is cut from
 	return runInNamespaces(prepare)
 }
+
+// childTimeout is what is left of go test's -timeout for the tests in the namespaces, less a
+// margin for the sweep: go test kills this process (SIGQUIT, then SIGKILL 5 s later) one minute
+// after the timeout, counted from its start, preparation included, so the child must give up
+// first and leave the sweep its time.
+func childTimeout(start time.Time) string {
+	f := flag.Lookup("test.timeout")
+	if f == nil {
+		return ""
+	}
+	total, err := time.ParseDuration(f.Value.String())
+	if err != nil || total <= 0 {
+		return ""
+	}
+	left := total - time.Since(start) - 15*time.Second
+	if left < time.Second {
+		left = time.Second
+	}
+	return "-test.timeout=" + left.Round(time.Second).String()
+}
+
+// hurry is set when go test's SIGQUIT has come: the sweep has 5 s before SIGKILL.
+var hurry atomic.Bool
 
 // Require skips the test when the scenario can't run here and returns the namespaces' Env.
 func Require(t testing.TB) *Env {
@@ -167,13 +193,40 @@ func (ns *Netns) Delete() {
 
 // runInNamespaces creates the namespaces, work folder and cgroup, runs the tests in the node
 // namespace and cleans up; it returns the exit code.
-func runInNamespaces(prepare func(string) error) (code int) {
+func runInNamespaces(prepare func(context.Context, string) error) (code int) {
 	for _, cmd := range []string{"ip", "nsenter"} {
 		if _, err := exec.LookPath(cmd); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: the %s command is needed (Debian packages iproute2, util-linux)\n", cmd)
 			return 1
 		}
 	}
+	// Interrupts reach the child through the process group; keep running until it has cleaned up.
+	// go test's SIGQUIT (the test ran a minute past -timeout) ends preparation or the child at
+	// once and hurries the sweep.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var child atomic.Pointer[os.Process]
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT)
+	defer signal.Stop(sig)
+	go func() {
+		for s := range sig {
+			p := child.Load()
+			switch {
+			case s == syscall.SIGQUIT:
+				hurry.Store(true)
+				fmt.Fprintln(os.Stderr, "e2e: go test's SIGQUIT: ending the tests and sweeping")
+				cancel()
+				if p != nil {
+					_ = p.Kill()
+				}
+			case p != nil:
+				_ = p.Signal(s)
+			default:
+				cancel()
+			}
+		}
+	}()
 	id := strconv.Itoa(os.Getpid())
 	work, err := os.MkdirTemp("", "opview-e2e-")
 	if err != nil {
@@ -200,7 +253,8 @@ func runInNamespaces(prepare func(string) error) (code int) {
 		return 1
 	}
 	start := time.Now()
-	if err := prepare(artifacts); err != nil {
+	mainStart := start
+	if err := prepare(ctx, artifacts); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: preparing binaries, images and modules:", err)
 		return 1
 	}
@@ -239,24 +293,20 @@ func runInNamespaces(prepare func(string) error) (code int) {
 	}
 	// nsenter joins the node's network namespace; the mount namespace is the child's own
 	// (Unshareflags: Go makes its root private, so nothing mounted inside reaches the host).
-	cmd := exec.Command("nsenter", append([]string{"--net=" + node.Path(), "--", exe}, os.Args[1:]...)...)
+	args := append([]string{"--net=" + node.Path(), "--", exe}, os.Args[1:]...)
+	if timeout := childTimeout(mainStart); timeout != "" {
+		args = append(args, timeout) // the last -test.timeout wins
+	}
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), envChild+"=1", envNodeNS+"="+node.Name, envLANNS+"="+lan.Name,
 		envWork+"="+work, envCgroup+"="+cg.path, envArtifacts+"="+artifacts, "TMPDIR="+tmp)
-	// Interrupts reach the child through the process group; keep running until it has cleaned up.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: starting the tests in the namespace:", err)
 		return 1
 	}
-	go func() {
-		for s := range sig {
-			_ = cmd.Process.Signal(s)
-		}
-	}()
+	child.Store(cmd.Process)
 	if err := cmd.Wait(); err != nil {
 		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() > 0 {
 			return ee.ExitCode()
@@ -279,10 +329,14 @@ func sweep(cg *cgroup, namespaces ...*Netns) {
 		}
 		return append(all, cg.pids()...)
 	}
+	grace := 10 * time.Second
+	if hurry.Load() {
+		grace = 0
+	}
 	for _, pid := range pids() {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	for len(pids()) > 0 && ctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond) // polling for exits, not synchronising

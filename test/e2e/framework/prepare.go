@@ -32,12 +32,12 @@ var goBuilds = map[string][2]string{
 const RelayImageTar = "dist/opview-relay-image.tar"
 
 // Prepare builds and downloads into dir (outside the namespaces, which have no network).
-func Prepare(dir string) error {
+func Prepare(ctx context.Context, dir string) error {
 	v, err := LoadVersions()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()
 	record := func(name string, err error) error {
 		if err == nil {
@@ -48,6 +48,9 @@ func Prepare(dir string) error {
 	run := func(name string, cmd *exec.Cmd) error {
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			err = fmt.Errorf("%s (in %s): %v\n%s", strings.Join(cmd.Args, " "), cmd.Dir, err, out)
 		} else {

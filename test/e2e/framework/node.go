@@ -114,6 +114,9 @@ func StartNode(t testing.TB, c *Cluster, pause Image, images ...Image) *Node {
 	t.Logf("imported %d images into containerd in %s", len(images)+1, time.Since(start).Round(100*time.Millisecond))
 
 	// kubelet.
+	if err := n.maskKernelTunables(); err != nil {
+		t.Fatal(err)
+	}
 	kubeletCfg := filepath.Join(n.Dir, "kubelet", "config.yaml")
 	if err := os.WriteFile(kubeletCfg, []byte(n.kubeletConfig()), 0o644); err != nil {
 		t.Fatal(err)
@@ -219,8 +222,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 }
 
 // kubeletConfig: the cgroupfs driver under the test's cgroup; cgroup v1 allowed (kubelet 1.34
-// refuses it unless failCgroupV1 is false); swap tolerated; eviction and image garbage collection
-// thresholds out of the way of a shared machine's disk; no cluster DNS (the bundle needs none).
+// refuses it unless failCgroupV1 is false); swap tolerated; the kernel's settings checked, never
+// changed (maskKernelTunables); eviction and image garbage collection thresholds out of the way
+// of a shared machine's disk; no cluster DNS (the bundle needs none).
 func (n *Node) kubeletConfig() string {
 	resolv := ""
 	if _, err := os.Stat("/etc/resolv.conf"); err == nil {
@@ -233,6 +237,7 @@ cgroupDriver: cgroupfs
 cgroupRoot: %s
 failCgroupV1: false
 failSwapOn: false
+protectKernelDefaults: true
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 authentication:
@@ -272,10 +277,47 @@ func (n *Node) bind(dir, target string) error {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return err
 	}
-	if err := syscall.Mount(dir, target, "", syscall.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind mount %s on %s: %w", dir, target, err)
+	return n.bindFile(dir, target)
+}
+
+// bindFile mounts source over target (a file over a file, or a folder over a folder).
+func (n *Node) bindFile(source, target string) error {
+	if err := syscall.Mount(source, target, "", syscall.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind mount %s on %s: %w", source, target, err)
 	}
 	n.bound = append(n.bound, target)
+	return nil
+}
+
+// kubeletKernelTunables are the global (not per network namespace) sysctls that kubelet sets to
+// these values at start, and with protectKernelDefaults refuses to start without.
+var kubeletKernelTunables = map[string]string{
+	"vm/overcommit_memory":      "1",
+	"vm/panic_on_oom":           "0",
+	"kernel/panic":              "10",
+	"kernel/panic_on_oops":      "1",
+	"kernel/keys/root_maxkeys":  "1000000",
+	"kernel/keys/root_maxbytes": "25000000",
+}
+
+// maskKernelTunables keeps kubelet's hands off the host's kernel settings: in the test's mount
+// namespace a file holding the value kubelet wants is mounted over each of those /proc/sys files,
+// so kubelet (with protectKernelDefaults, which only checks) finds what it expects and the host
+// keeps its own values.
+func (n *Node) maskKernelTunables() error {
+	dir := filepath.Join(n.Dir, "sysctl")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for flag, value := range kubeletKernelTunables {
+		f := filepath.Join(dir, strings.ReplaceAll(flag, "/", "."))
+		if err := os.WriteFile(f, []byte(value+"\n"), 0o644); err != nil {
+			return err
+		}
+		if err := n.bindFile(f, filepath.Join("/proc/sys", flag)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

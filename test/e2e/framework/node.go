@@ -139,7 +139,7 @@ func StartNode(t testing.TB, c *Cluster, pause Image, images ...Image) *Node {
 				if cond.Status == corev1.ConditionTrue {
 					return nil
 				}
-				return fmt.Errorf("Ready %s: %s %s", cond.Status, cond.Reason, cond.Message)
+				return fmt.Errorf("condition Ready is %s: %s %s", cond.Status, cond.Reason, cond.Message)
 			}
 		}
 		return fmt.Errorf("no Ready condition yet")

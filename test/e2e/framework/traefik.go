@@ -98,7 +98,7 @@ func RenderTraefik(ctx context.Context, c *Cluster, chartDir string, helmChartCo
 	top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, values,
 		common.ReleaseOptions{Name: "traefik", Namespace: "kube-system", Revision: 1, IsInstall: true}, caps, true)
 	if err != nil {
-		return nil, fmt.Errorf("Traefik chart values: %w", err)
+		return nil, fmt.Errorf("the Traefik chart's values: %w", err)
 	}
 	files, err := engine.RenderWithClient(ch, top, c.Config)
 	if err != nil {

@@ -5,6 +5,7 @@ package framework
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -418,22 +419,37 @@ func (n *Node) containerLogs() map[string]string {
 	return logs
 }
 
-// ServiceRulePackets returns the packet counter of kube-proxy's rule in the nat table's
-// KUBE-SERVICES chain whose comment is comment ("<namespace>/<service>:<port> cluster IP",
-// "... loadbalancer IP"): how many connections were sent to that address since the rule was made.
-func (n *Node) ServiceRulePackets(ctx context.Context, comment string) (int64, error) {
-	out, err := exec.CommandContext(ctx, "iptables", "-w", "-t", "nat", "-L", "KUBE-SERVICES", "-v", "-x", "-n").CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("iptables -t nat -L KUBE-SERVICES: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "/* "+comment+" */") {
-			f := strings.Fields(line)
-			if len(f) == 0 {
-				break
-			}
-			return strconv.ParseInt(f[0], 10, 64)
+// Blackhole drops, in the node namespace, every packet sent to the given addresses before any NAT
+// (raw table, PREROUTING for what comes from the pods, OUTPUT for the node's own), so a Service's
+// cluster IP stops answering while its pods still do at their own addresses. It returns the undo.
+func (n *Node) Blackhole(ctx context.Context, ips ...string) (func() error, error) {
+	var rules [][]string
+	for _, ip := range ips {
+		for _, chain := range []string{"PREROUTING", "OUTPUT"} {
+			rules = append(rules, []string{"-t", "raw", chain, "-d", ip + "/32", "-m", "comment", "--comment", "opview-e2e blackhole", "-j", "DROP"})
 		}
 	}
-	return 0, fmt.Errorf("kube-proxy has no rule %q in KUBE-SERVICES", comment)
+	iptables := func(op string, r []string) error {
+		args := append([]string{"-w", r[0], r[1], op, r[2]}, r[3:]...)
+		if out, err := exec.CommandContext(ctx, "iptables", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	undo := func() error {
+		var errs []error
+		for _, r := range rules {
+			errs = append(errs, iptables("-D", r))
+		}
+		return errors.Join(errs...)
+	}
+	for i, r := range rules {
+		if err := iptables("-I", r); err != nil {
+			for _, done := range rules[:i] {
+				_ = iptables("-D", done)
+			}
+			return nil, err
+		}
+	}
+	return undo, nil
 }

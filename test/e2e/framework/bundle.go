@@ -58,29 +58,8 @@ func RenderBundle(t testing.TB, dir string) *Bundle {
 			t.Fatal(err)
 		}
 	}
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	render := func(path string) []*unstructured.Unstructured {
-		rm, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, path))
-		if err != nil {
-			t.Fatalf("kustomize build %s: %v", path, err)
-		}
-		var objs []*unstructured.Unstructured
-		for _, r := range rm.Resources() {
-			// Through JSON, so numbers are int64/float64 as in objects decoded from the API.
-			j, err := r.MarshalJSON()
-			if err != nil {
-				t.Fatalf("kustomize build %s: %v", path, err)
-			}
-			o := &unstructured.Unstructured{}
-			if err := o.UnmarshalJSON(j); err != nil {
-				t.Fatalf("kustomize build %s: %v", path, err)
-			}
-			objs = append(objs, o)
-		}
-		return objs
-	}
-	b.K3s = render("deploy/k3s")
-	b.Routes = render("deploy/traefik")
+	b.K3s = b.Kustomize(t, "deploy/k3s")
+	b.Routes = b.Kustomize(t, "deploy/traefik")
 	cfg, err := DecodeYAMLFiles(filepath.Join(root, "deploy/traefik/traefik-config.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +69,30 @@ func RenderBundle(t testing.TB, dir string) *Bundle {
 	}
 	b.TraefikConfig = cfg[0]
 	return b
+}
+
+// Kustomize renders the kustomization at path in the bundle's copy (after a test changed it, as a
+// user enables a component) with kustomize's library (krusty), as `kubectl apply -k` does.
+func (b *Bundle) Kustomize(t testing.TB, path string) []*unstructured.Unstructured {
+	t.Helper()
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(b.Root, path))
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", path, err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, r := range rm.Resources() {
+		// Through JSON, so numbers are int64/float64 as in objects decoded from the API.
+		j, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatalf("kustomize build %s: %v", path, err)
+		}
+		o := &unstructured.Unstructured{}
+		if err := o.UnmarshalJSON(j); err != nil {
+			t.Fatalf("kustomize build %s: %v", path, err)
+		}
+		objs = append(objs, o)
+	}
+	return objs
 }
 
 func copyTree(src, dst string) error {

@@ -236,11 +236,12 @@ func runInNamespaces(prepare func(context.Context, string) error) (code int) {
 	var node, lan *Netns
 	cg := cgroupFor("opview-e2e-" + id)
 	defer func() {
-		sweep(cg, node, lan)
+		namespaces := append([]*Netns{node, lan}, extraNamespaces(node, lan)...)
+		sweep(cg, namespaces...)
 		if err := os.RemoveAll(work); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: removing the work folder:", err)
 		}
-		if left := leftovers(work, cg, node, lan); len(left) > 0 {
+		if left := leftovers(work, cg, namespaces...); len(left) > 0 {
 			fmt.Fprintf(os.Stderr, "e2e: left behind after the test:\n  %s\n", strings.Join(left, "\n  "))
 			if code == 0 {
 				code = 1

@@ -60,15 +60,50 @@ func DashboardQueries(ctx context.Context, p *Prometheus) ([]PanelQuery, error) 
 			}
 			slices.Sort(values[v.Name])
 		}
-		for _, panel := range d.Panels {
-			for _, tg := range panel.Targets {
-				expr, err := d.Expand(tg.Expr, values)
-				if err != nil {
-					return nil, fmt.Errorf("dashboard %s panel %q: %w", d.UID, panel.Title, err)
-				}
-				out = append(out, PanelQuery{Dashboard: d.UID, Panel: panel.Title, Expr: expr})
+		qs, err := panelQueries(d, values)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, qs...)
+	}
+	return out, nil
+}
+
+// panelQueries expands every target of every panel of d with values.
+func panelQueries(d dashboards.Dashboard, values map[string][]string) ([]PanelQuery, error) {
+	var out []PanelQuery
+	for _, panel := range d.Panels {
+		for _, tg := range panel.Targets {
+			expr, err := d.Expand(tg.Expr, values)
+			if err != nil {
+				return nil, fmt.Errorf("dashboard %s panel %q: %w", d.UID, panel.Title, err)
 			}
+			out = append(out, PanelQuery{Dashboard: d.UID, Panel: panel.Title, Expr: expr})
 		}
 	}
 	return out, nil
+}
+
+// DashboardQueriesFor expands every panel target of the generated dashboard uid with the given
+// variable values; variables given none stay at "All" and Grafana's interval variables are those
+// of DashboardQueries. Nothing is asked of Prometheus.
+func DashboardQueriesFor(uid string, values map[string][]string) ([]PanelQuery, error) {
+	ds, err := dashboards.All()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		if d.UID != uid {
+			continue
+		}
+		all := map[string][]string{}
+		for k, v := range builtins {
+			all[k] = v
+		}
+		for k, v := range values {
+			all[k] = v
+		}
+		return panelQueries(d, all)
+	}
+	return nil, fmt.Errorf("no generated dashboard %q", uid)
 }

@@ -39,7 +39,13 @@ func (h hostAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // NewPrometheus returns a client for the Prometheus behind base (e.g. http://NodeIP:80) and host.
 func NewPrometheus(base, host, user, password string) (*Prometheus, error) {
-	c, err := api.NewClient(api.Config{Address: base, RoundTripper: hostAuth{host, user, password, http.DefaultTransport}})
+	return NewPrometheusVia(base, host, user, password, http.DefaultTransport)
+}
+
+// NewPrometheusVia is NewPrometheus with the connections made by rt (such as a Netns's
+// Transport, for a client on another network).
+func NewPrometheusVia(base, host, user, password string, rt http.RoundTripper) (*Prometheus, error) {
+	c, err := api.NewClient(api.Config{Address: base, RoundTripper: hostAuth{host, user, password, rt}})
 	if err != nil {
 		return nil, err
 	}

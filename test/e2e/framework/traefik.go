@@ -182,3 +182,17 @@ func (c *Cluster) PlayServiceLB(ctx context.Context, namespace, name string) err
 	}}
 	return c.ApplyStatus(ctx, o)
 }
+
+// HelmChartCRDs are the HelmChart and HelmChartConfig CRDs of github.com/k3s-io/helm-controller
+// (the module Main prepared), which k3s installs and a HelmChartConfig needs.
+func HelmChartCRDs(t testing.TB) []*unstructured.Unstructured {
+	t.Helper()
+	dir := Artifact(t, "helm-controller-module")
+	crds, err := DecodeYAMLFiles(
+		filepath.Join(dir, "pkg/crds/yaml/generated/helm.cattle.io_helmcharts.yaml"),
+		filepath.Join(dir, "pkg/crds/yaml/generated/helm.cattle.io_helmchartconfigs.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crds
+}

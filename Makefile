@@ -143,29 +143,34 @@ fuzz-top: ## Fuzz opview top's statistics with arbitrary expositions for FUZZTIM
 fuzz-persistence: ## Fuzz the persistence-file decoder for FUZZTIME (default 30s); seeds in exporter/persist/testdata/fuzz.
 	$(GO) test ./exporter/persist -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s}
 
-# --- e2e: real binaries at the versions pinned in test/e2e/tools/versions.env (the one place that
-# defines them; the e2e Go code reads it too). Built once into the git-ignored .cache/e2e/bin/<name>-<version>/.
+# --- e2e: a real single-node cluster from binaries at the versions pinned in test/e2e/tools/versions.env
+# (the one place that defines them; the e2e Go code reads it too). Built once into the git-ignored
+# .cache/e2e/bin/<name>-<version>/. The scenario also needs containerd, runc, the CNI plugins and
+# iptables (Debian packages; .ci/run installs them) and root.
 include test/e2e/tools/versions.env
 E2E_BIN     := .cache/e2e/bin
+E2E_KUBE    := $(foreach c,kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy,$(E2E_BIN)/$(c)-$(E2E_KUBERNETES_VERSION)/$(c))
 E2E_TOOLS   := $(E2E_BIN)/kine-$(E2E_KINE_VERSION)/kine \
-               $(E2E_BIN)/kube-apiserver-$(E2E_KUBERNETES_VERSION)/kube-apiserver \
+               $(E2E_KUBE) \
                $(E2E_BIN)/traefik-$(E2E_TRAEFIK_VERSION)/traefik \
                $(E2E_BIN)/prometheus-$(E2E_PROMETHEUS_VERSION)/prometheus
 
 .PHONY: e2e-tools
-e2e-tools: $(E2E_TOOLS) ## Build the e2e's real binaries once (kine, kube-apiserver, Traefik, Prometheus+promtool; ~25 min cold on 2 cores).
+e2e-tools: $(E2E_TOOLS) ## Build the e2e's real binaries once (kine, Kubernetes, Traefik, Prometheus; ~30 min cold on 2 cores).
 
 $(E2E_BIN)/kine-%/kine:
 	test/e2e/tools/build.sh kine
-$(E2E_BIN)/kube-apiserver-%/kube-apiserver:
-	test/e2e/tools/build.sh kube-apiserver
+# The five Kubernetes components come from one go build (they share most of their packages).
+$(E2E_KUBE) &:
+	test/e2e/tools/build.sh kubernetes
 $(E2E_BIN)/traefik-%/traefik:
 	test/e2e/tools/build.sh traefik
 $(E2E_BIN)/prometheus-%/prometheus:
 	test/e2e/tools/build.sh prometheus
 
 .PHONY: e2e
-e2e: e2e-tools ## Run the real-binary scenario (needs root for its network namespaces; skips otherwise).
+e2e: e2e-tools ## Run the scenario on a real node (needs root, containerd, runc, CNI plugins, iptables; skips without root).
+	cd test && $(GO) vet -tags e2e ./e2e/...
 	cd test && $(GO) test -tags e2e -count=1 -v -timeout 60m ./e2e/...
 
 .PHONY: clean

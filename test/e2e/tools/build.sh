@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Builds one real component for `make e2e` at the version pinned in versions.env, into
-# .cache/e2e/bin/<name>-<version>/ (git-ignored). Usage: build.sh kube-apiserver|kine|traefik|prometheus
+# .cache/e2e/bin/<name>-<version>/ (git-ignored).
+# Usage: build.sh kubernetes|kine|traefik|prometheus
+#   kubernetes: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy, the
+#   ones missing from the cache, in one go build (they share most packages) from the wrapper module
+#   in kubernetes/.
 # Pure Go builds (CGO_ENABLED=0: kine then uses modernc.org/sqlite), niced so they don't starve others.
 set -euo pipefail
 tools=$(cd "$(dirname "$0")" && pwd)
@@ -43,15 +47,17 @@ replace_arg() {
 # sumof DIR: checksum of DIR's go.mod and go.sum (which may not exist yet).
 sumof() { { cat "$1/go.mod"; cat "$1/go.sum" 2>/dev/null || true; } | cksum; }
 
-# sync_wrapper DIR MODULE VERSION TOOLPKG STAGING: point the wrapper module DIR at MODULE@VERSION
-# and repeat MODULE's replace and exclude lines. A replace to a local folder (./staging/src/k8s.io/X)
-# becomes X@STAGING; without STAGING such a replace is an error (the proxy can't serve it).
+# sync_wrapper DIR MODULE VERSION TOOLPKGS STAGING: point the wrapper module DIR at MODULE@VERSION,
+# with a tool line for each package of TOOLPKGS (space-separated), and repeat MODULE's replace and
+# exclude lines. A replace to a local folder (./staging/src/k8s.io/X) becomes X@STAGING; without
+# STAGING such a replace is an error (the proxy can't serve it).
 sync_wrapper() {
-  local dir=$1 mod=$2 ver=$3 tool=$4 staging=${5:-}
-  local upstream line old
+  local dir=$1 mod=$2 ver=$3 tools=$4 staging=${5:-}
+  local upstream line old tool
   upstream=$(cd "$dir" && gomod_of "$mod@$ver")
   [ -n "$upstream" ] || { echo "build.sh: can't download $mod@$ver" >&2; exit 1; }
-  local -a args=(-require="$mod@$ver" -tool="$tool")
+  local -a args=(-require="$mod@$ver")
+  for tool in $tools; do args+=(-tool="$tool"); done
   # Drop what the previous version needed, then add what this one needs.
   while read -r line; do
     [ -n "$line" ] || continue
@@ -88,17 +94,38 @@ sync_wrapper() {
 # install_to DIR: build into DIR.tmp, then move into place, so an interrupted build leaves nothing.
 finish() { rm -rf "$2"; mv "$1" "$2"; echo ">> built $2"; }
 
-comp=${1:?usage: build.sh kube-apiserver|kine|traefik|prometheus}
+# The Kubernetes components built from the wrapper module kubernetes/.
+kube_components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+
+comp=${1:?usage: build.sh kubernetes|kine|traefik|prometheus}
 case "$comp" in
-  kube-apiserver)
-    v=$E2E_KUBERNETES_VERSION out=$bin/kube-apiserver-$v
-    sync_wrapper "$tools/kube-apiserver" k8s.io/kubernetes "$v" k8s.io/kubernetes/cmd/kube-apiserver "v0.${v#v1.}"
+  kubernetes)
+    v=$E2E_KUBERNETES_VERSION
+    pkgs=()
+    for c in "${kube_components[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    sync_wrapper "$tools/kubernetes" k8s.io/kubernetes "$v" "${pkgs[*]}" "v0.${v#v1.}"
+    missing=()
+    for c in "${kube_components[@]}"; do
+      [ -x "$bin/$c-$v/$c" ] || missing+=("$c")
+    done
+    [ ${#missing[@]} -gt 0 ] || exit 0
     minor=${v#v1.}; minor=${minor%%.*}
     ldflags="-X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1"
     ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-    rm -rf "$out.tmp"
-    (cd "$tools/kube-apiserver" && "${nice[@]}" "$GO" build -ldflags "$ldflags" -o "$out.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
-    finish "$out.tmp" "$out" ;;
+    tmp=$bin/kubernetes-$v.tmp
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    pkgs=()
+    for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    start=$(date +%s)
+    (cd "$tools/kubernetes" && "${nice[@]}" "$GO" build -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
+    echo ">> built ${missing[*]} in $(($(date +%s) - start)) s"
+    for c in "${missing[@]}"; do
+      mkdir -p "$tmp/$c-$v"
+      mv "$tmp/$c" "$tmp/$c-$v/$c"
+      finish "$tmp/$c-$v" "$bin/$c-$v"
+    done
+    rm -rf "$tmp" ;;
   traefik)
     v=$E2E_TRAEFIK_VERSION out=$bin/traefik-$v
     sync_wrapper "$tools/traefik" github.com/traefik/traefik/v3 "$v" github.com/traefik/traefik/v3/cmd/traefik

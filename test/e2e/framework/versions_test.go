@@ -1,4 +1,4 @@
-package e2e
+package framework
 
 import (
 	"bufio"
@@ -51,9 +51,14 @@ func TestWrapperModulesFollowVersions(t *testing.T) {
 	}
 	tools := filepath.Dir(VersionsFile())
 
-	kube := goModLines(t, filepath.Join(tools, "kube-apiserver", "go.mod"))
+	kube := goModLines(t, filepath.Join(tools, "kubernetes", "go.mod"))
 	if !hasLine(kube, "k8s.io/kubernetes "+v.Kubernetes) {
-		t.Errorf("kube-apiserver/go.mod does not require k8s.io/kubernetes %s (versions.env); run make e2e-tools", v.Kubernetes)
+		t.Errorf("kubernetes/go.mod does not require k8s.io/kubernetes %s (versions.env); run make e2e-tools", v.Kubernetes)
+	}
+	for _, c := range KubernetesComponents {
+		if !hasLine(kube, "k8s.io/kubernetes/cmd/"+c) {
+			t.Errorf("kubernetes/go.mod has no tool line for k8s.io/kubernetes/cmd/%s; run make e2e-tools", c)
+		}
 	}
 	staging := "v0." + strings.TrimPrefix(v.Kubernetes, "v1.")
 	replaces := 0
@@ -62,12 +67,12 @@ func TestWrapperModulesFollowVersions(t *testing.T) {
 			replaces++
 			f := strings.Fields(repl)
 			if len(f) != 2 || f[0] != strings.TrimSpace(old) || f[1] != staging {
-				t.Errorf("kube-apiserver/go.mod: replace %q, want %s => %s %s", l, strings.TrimSpace(old), strings.TrimSpace(old), staging)
+				t.Errorf("kubernetes/go.mod: replace %q, want %s => %s %s", l, strings.TrimSpace(old), strings.TrimSpace(old), staging)
 			}
 		}
 	}
 	if replaces < 20 {
-		t.Errorf("kube-apiserver/go.mod replaces %d staging modules, want all of k8s.io/kubernetes's (about 30)", replaces)
+		t.Errorf("kubernetes/go.mod replaces %d staging modules, want all of k8s.io/kubernetes's (about 30)", replaces)
 	}
 
 	tr := goModLines(t, filepath.Join(tools, "traefik", "go.mod"))

@@ -1,8 +1,12 @@
-// Package e2e runs opview's user path on real binaries (kine, kube-apiserver, Traefik, Prometheus,
-// the relay) inside network namespaces that the test creates. The scenario itself is behind the
-// build tag e2e (`make e2e`); this file, shared with the fast checks that `make test` runs, reads
-// the pinned versions that `make e2e-tools` builds.
-package e2e
+// Package framework runs a real single-node Kubernetes cluster for opview's end-to-end test, inside
+// network namespaces that the test creates: kine, kube-apiserver, kube-controller-manager,
+// kube-scheduler, containerd, kubelet and kube-proxy as processes, the bundle's pods as containers
+// (cluster.go, node.go, images.go, bundle.go, traefik.go), and the helpers to drive and query them
+// (netns.go, procs.go, prometheus.go, grafana.go).
+//
+// Everything but this file is behind the build tag e2e (`make e2e`); this file, shared with the
+// fast checks that `make test` runs, reads the pinned versions that `make e2e-tools` builds.
+package framework
 
 import (
 	"bufio"
@@ -15,20 +19,21 @@ import (
 
 // Versions are the pinned versions from tools/versions.env, the one place that defines them.
 type Versions struct {
-	Kubernetes     string // E2E_KUBERNETES_VERSION, k8s.io/kubernetes (kube-apiserver)
+	Kubernetes     string // E2E_KUBERNETES_VERSION, k8s.io/kubernetes (kube-apiserver, kubelet, ...)
 	Kine           string // E2E_KINE_VERSION
 	Traefik        string // E2E_TRAEFIK_VERSION
+	TraefikChart   string // E2E_TRAEFIK_CHART_VERSION, module github.com/traefik/traefik-helm-chart
 	Prometheus     string // E2E_PROMETHEUS_VERSION, module version v0.3XX.Y = Prometheus 3.XX.Y
 	HelmController string // E2E_HELM_CONTROLLER_VERSION, source of the HelmChart(Config) CRDs
 }
 
-// RepoRoot is the repository's top folder (this file is test/e2e/versions.go).
+// RepoRoot is the repository's top folder (this file is test/e2e/framework/versions.go).
 func RepoRoot() string {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		panic("e2e: can't locate versions.go")
 	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
 // VersionsFile is the path of tools/versions.env.
@@ -48,6 +53,7 @@ func LoadVersions() (Versions, error) {
 		"E2E_KUBERNETES_VERSION":      &v.Kubernetes,
 		"E2E_KINE_VERSION":            &v.Kine,
 		"E2E_TRAEFIK_VERSION":         &v.Traefik,
+		"E2E_TRAEFIK_CHART_VERSION":   &v.TraefikChart,
 		"E2E_PROMETHEUS_VERSION":      &v.Prometheus,
 		"E2E_HELM_CONTROLLER_VERSION": &v.HelmController,
 	}
@@ -92,3 +98,7 @@ func PrometheusRelease(module string) (string, error) {
 func Binary(name, version, exe string) string {
 	return filepath.Join(RepoRoot(), ".cache", "e2e", "bin", name+"-"+version, exe)
 }
+
+// KubernetesComponents are the binaries that tools/build.sh builds from k8s.io/kubernetes (the
+// wrapper module tools/kubernetes), each into .cache/e2e/bin/<name>-<E2E_KUBERNETES_VERSION>/.
+var KubernetesComponents = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"}

@@ -105,11 +105,11 @@ func Push(s store.Store, replace bool, lim Limits, gate *Gate, in *Instrumentati
 		if lim.MaxBodyBytes > 0 {
 			body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
 		}
-		fams, err := ingest.Body(body, r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), lim.MaxBodyBytes, lim.MaxSeries)
+		fams, err := ingest.Body(body, r.ContentLength, r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), lim.MaxBodyBytes, lim.MaxSeries)
 		if err != nil {
 			s.RecordRefusal(key, r.RemoteAddr, err)
 		} else {
-			_, err = s.Push(store.PushRequest{Key: key, Families: fams, Replace: replace, Client: r.RemoteAddr})
+			_, err = s.Push(store.PushRequest{Key: key, Families: fams.Decoded, Encoded: fams.Encoded, Replace: replace, Client: r.RemoteAddr})
 		}
 		if err != nil {
 			code = fail(w, logger, r, key, err, lim)

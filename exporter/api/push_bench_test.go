@@ -1,18 +1,25 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protodelim"
 
-	"github.com/opview/opview/exporter/ingest"
 	"github.com/opview/opview/exporter/store"
 )
 
@@ -27,14 +34,37 @@ func benchBodies(tb testing.TB) map[string][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// In name order, as client_golang's push client sends a registry.
+	sorted := mapValues(fams)
+	slices.SortFunc(sorted, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
 	var pb bytes.Buffer
 	enc := expfmt.NewEncoder(&pb, expfmt.NewFormat(expfmt.TypeProtoDelim))
-	for _, mf := range mapValues(fams) {
+	for _, mf := range sorted {
 		if err := enc.Encode(mf); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	return map[string][]byte{"text": b, "proto": pb.Bytes()}
+}
+
+// parse decodes a push body into client_model's objects with the libraries' decoders.
+func parse(body []byte, format string) ([]*dto.MetricFamily, error) {
+	if format == "text" {
+		tp := expfmt.NewTextParser(model.LegacyValidation)
+		fams, err := tp.TextToMetricFamilies(bytes.NewReader(body))
+		return mapValues(fams), err
+	}
+	var out []*dto.MetricFamily
+	r := bufio.NewReader(bytes.NewReader(body))
+	for {
+		mf := &dto.MetricFamily{}
+		if err := protodelim.UnmarshalFrom(r, mf); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, err
+		}
+		out = append(out, mf)
+	}
 }
 
 var pushContentTypes = map[string]string{
@@ -43,8 +73,9 @@ var pushContentTypes = map[string]string{
 }
 
 // BenchmarkPush is one push of the bench payload replacing a group of a store holding n groups,
-// through the handler (decode, validate, render, apply; no network), next to decoding the same
-// body alone (stage=parse): the limit a push's cost is measured against.
+// through the handler (decode, validate, render, apply; no network), next to parsing the same
+// body alone into client_model's objects (stage=parse), as Pushgateway does and as the relay did
+// before it read protobuf bodies itself: the limit a push's cost is measured against.
 func BenchmarkPush(b *testing.B) {
 	bodies := benchBodies(b)
 	for _, format := range []string{"text", "proto"} {
@@ -53,7 +84,7 @@ func BenchmarkPush(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, err := ingest.Body(bytes.NewReader(body), ct, "", 16<<20, 20000); err != nil {
+				if _, err := parse(body, format); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -73,6 +104,7 @@ func BenchmarkPush(b *testing.B) {
 				}
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
+				runtime.GC() // the setup's garbage is not the loop's to collect
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					req := httptest.NewRequest(http.MethodPut, "/metrics/job/bench/instance/g000", bytes.NewReader(body))

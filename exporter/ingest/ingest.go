@@ -4,10 +4,10 @@
 package ingest
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/opview/opview/exporter/store"
 )
@@ -69,34 +71,52 @@ func GroupingKey(escapedPath string) (store.Key, error) {
 	return store.NewKey(labels)
 }
 
+// Families are the metric families of a push body: decoded objects (a text body), or the body's
+// bytes (a protobuf body: length-delimited MetricFamily messages, their framing checked and their
+// metrics counted), which the store reads without decoding them into objects.
+type Families struct {
+	Decoded []*dto.MetricFamily
+	Encoded []byte
+}
+
 // Body decodes a push body. contentType selects delimited protobuf; anything else is read as the
 // text format, as Pushgateway does. contentEncoding may be "gzip". maxBytes (> 0) bounds the
 // decompressed size; maxSeries (> 0) stops decoding once the body surely carries more series (the
-// store counts them exactly). The returned families are sorted by name.
-func Body(body io.Reader, contentType, contentEncoding string, maxBytes int64, maxSeries int) ([]*dto.MetricFamily, error) {
+// store counts them exactly). sizeHint (the Content-Length, or 0) sizes the buffer a protobuf body
+// is read into. Decoded families are sorted by name.
+func Body(body io.Reader, sizeHint int64, contentType, contentEncoding string, maxBytes int64, maxSeries int) (Families, error) {
 	switch strings.ToLower(strings.TrimSpace(contentEncoding)) {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			return nil, fmt.Errorf("gzip body: %w", err)
+			return Families{}, fmt.Errorf("gzip body: %w", err)
 		}
 		defer zr.Close()
 		body = zr
 	default:
-		return nil, fmt.Errorf("Content-Encoding %q is not supported (use gzip or none)", contentEncoding)
+		return Families{}, fmt.Errorf("Content-Encoding %q is not supported (use gzip or none)", contentEncoding)
 	}
 	if maxBytes > 0 {
 		body = &limitReader{r: body, left: maxBytes}
+		sizeHint = min(sizeHint, maxBytes)
 	}
 	if isProto(contentType) {
-		return decodeProto(body, maxSeries)
+		b, err := readAll(body, sizeHint)
+		if err != nil {
+			return Families{}, err
+		}
+		if err := checkProto(b, maxSeries); err != nil {
+			return Families{}, err
+		}
+		return Families{Encoded: b}, nil
 	}
 	if maxSeries > 0 {
 		// Every series is a line of its own; a family adds at most a HELP and a TYPE line.
 		body = &lineLimitReader{r: body, left: 3*int64(maxSeries) + 1024}
 	}
-	return decodeText(body)
+	fams, err := decodeText(body)
+	return Families{Decoded: fams}, err
 }
 
 func isProto(contentType string) bool {
@@ -104,30 +124,83 @@ func isProto(contentType string) bool {
 	return err == nil && mt == expfmt.ProtoType && params["proto"] == expfmt.ProtoProtocol && params["encoding"] == "delimited"
 }
 
-func decodeProto(r io.Reader, maxSeries int) ([]*dto.MetricFamily, error) {
-	br := bufio.NewReader(r)
-	var out []*dto.MetricFamily
-	metrics := 0
+// readAll reads r to its end into a buffer sized from hint.
+func readAll(r io.Reader, hint int64) ([]byte, error) {
+	b := make([]byte, 0, max(512, min(hint, 64<<20)+1)) // +1: the read that sees EOF needs room
 	for {
-		mf := &dto.MetricFamily{}
-		err := protodelim.UnmarshalFrom(br, mf)
-		if errors.Is(err, io.EOF) {
-			break
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
 		}
 		if err != nil {
-			if errors.Is(err, ErrTooLarge) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("protobuf body: message %d: %w", len(out)+1, err)
-		}
-		out = append(out, mf)
-		// Every Metric message is at least one series.
-		if metrics += len(mf.Metric); maxSeries > 0 && metrics > maxSeries {
-			return nil, fmt.Errorf("%w: more than %d", ErrTooManySeries, maxSeries)
+			return nil, err
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
-	return out, nil
+}
+
+// maxMessage bounds one MetricFamily message, as protodelim's default does.
+const maxMessage = 4 << 20
+
+// checkProto checks the framing of length-delimited MetricFamily messages as protodelim reads
+// them, and that they carry at most maxSeries Metric messages (every one is at least one series),
+// so that the store is handed only bodies whose messages are whole. What the messages hold the
+// store decodes and checks.
+func checkProto(b []byte, maxSeries int) error {
+	metrics := 0
+	for i := 1; len(b) > 0; i++ {
+		size, n := protowire.ConsumeVarint(b[:min(len(b), binary.MaxVarintLen64)])
+		if n < 0 {
+			return fmt.Errorf("protobuf body: message %d: %w", i, protowire.ParseError(n))
+		}
+		if size > maxMessage {
+			return fmt.Errorf("protobuf body: message %d: %w", i, &protodelim.SizeTooLargeError{Size: size, MaxSize: maxMessage})
+		}
+		b = b[n:]
+		if size > uint64(len(b)) {
+			return fmt.Errorf("protobuf body: message %d: %w", i, io.ErrUnexpectedEOF)
+		}
+		msg := b[:size]
+		b = b[size:]
+		c, err := countMetrics(msg)
+		if err != nil {
+			return fmt.Errorf("protobuf body: message %d: %w", i, err)
+		}
+		if metrics += c; maxSeries > 0 && metrics > maxSeries {
+			return fmt.Errorf("%w: more than %d", ErrTooManySeries, maxSeries)
+		}
+	}
+	return nil
+}
+
+// countMetrics counts the metric fields of a MetricFamily message. For a message its walk finds
+// malformed, proto.Unmarshal has the word (and the error message).
+func countMetrics(msg []byte) (int, error) {
+	n := 0
+	for b := msg; len(b) > 0; {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 || num > protowire.MaxValidNumber {
+			return unmarshalCount(msg)
+		}
+		b = b[l:]
+		if l = protowire.ConsumeFieldValue(num, typ, b); l < 0 {
+			return unmarshalCount(msg)
+		}
+		b = b[l:]
+		if num == 4 && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func unmarshalCount(msg []byte) (int, error) {
+	var mf dto.MetricFamily
+	err := proto.Unmarshal(msg, &mf)
+	return len(mf.Metric), err
 }
 
 func decodeText(r io.Reader) ([]*dto.MetricFamily, error) {

@@ -20,10 +20,10 @@ func TestBodyStopsAtTooManySeries(t *testing.T) {
 	for i := range 5000 {
 		fmt.Fprintf(&text, "g{i=\"%d\"} 1\n", i)
 	}
-	if _, err := Body(strings.NewReader(text.String()), "text/plain", "", 1<<20, 100); !errors.Is(err, ErrTooManySeries) {
+	if _, err := Body(strings.NewReader(text.String()), 0, "text/plain", "", 1<<20, 100); !errors.Is(err, ErrTooManySeries) {
 		t.Errorf("text: %v; want ErrTooManySeries", err)
 	}
-	if fams, err := Body(strings.NewReader(text.String()), "text/plain", "", 1<<20, 5000); err != nil || len(fams[0].Metric) != 5000 {
+	if fams, err := Body(strings.NewReader(text.String()), 0, "text/plain", "", 1<<20, 5000); err != nil || len(fams.Decoded[0].Metric) != 5000 {
 		t.Errorf("text within the limit: %v", err)
 	}
 
@@ -39,10 +39,10 @@ func TestBodyStopsAtTooManySeries(t *testing.T) {
 		}
 	}
 	ct := string(expfmt.NewFormat(expfmt.TypeProtoDelim))
-	if _, err := Body(bytes.NewReader(pb.Bytes()), ct, "", 1<<20, 1000); !errors.Is(err, ErrTooManySeries) {
+	if _, err := Body(bytes.NewReader(pb.Bytes()), 0, ct, "", 1<<20, 1000); !errors.Is(err, ErrTooManySeries) {
 		t.Errorf("protobuf: %v; want ErrTooManySeries", err)
 	}
-	if fams, err := Body(bytes.NewReader(pb.Bytes()), ct, "", 1<<20, 0); err != nil || len(fams) != 50 {
+	if fams, err := Body(bytes.NewReader(pb.Bytes()), 0, ct, "", 1<<20, 0); err != nil || !bytes.Equal(fams.Encoded, pb.Bytes()) {
 		t.Errorf("protobuf without a limit: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -12,10 +11,8 @@ import (
 	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 )
 
 // hashSeed is fixed for the process so that series hashes of different pushes compare.
@@ -67,11 +64,17 @@ func (pt *part) size() int64 {
 	return int64(len(pt.text) + len(pt.proto) + 8*len(pt.hashes) + len(pt.help) + partOverhead)
 }
 
-// prepare validates families pushed to the group key and renders them. It refuses samples with
-// timestamps, invalid names or UTF-8, labels that contradict the grouping key, duplicate series,
-// buckets or quantiles, invalid native histograms, and whatever passes the store's limits. The
-// families are not modified.
-func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily) (*prepared, error) {
+// maxEncodedFamily bounds one MetricFamily message of an encoded push, as protodelim's default
+// does for the decoders of client_golang and Pushgateway.
+const maxEncodedFamily = 4 << 20
+
+// prepare validates a push to the group key and renders it: families (decoded objects) or
+// encoded (length-delimited MetricFamily messages, a protobuf push body), one of the two. It
+// refuses samples with timestamps, invalid names or UTF-8, labels that contradict the grouping
+// key, duplicate series, buckets or quantiles, invalid native histograms, and whatever passes the
+// store's limits. The families are not modified, nor kept: what the store keeps of them it
+// copies.
+func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily, encoded []byte) (*prepared, error) {
 	if err := s.checkKey(key); err != nil {
 		return nil, err
 	}
@@ -82,27 +85,95 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily) (*prepared,
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
 	sc.setKey(key)
-	seen := make(map[string]bool, len(families))
-	for _, mf := range families {
-		if len(mf.GetMetric()) == 0 {
-			continue // HELP or TYPE without samples: nothing to store
+	add := func(in *familyIn) error {
+		if in.n == 0 {
+			return nil // HELP or TYPE without samples: nothing to store
 		}
-		name := mf.GetName()
-		if seen[name] {
-			return nil, invalid("metric family %s appears twice in the push", q(name))
+		if _, dup := sc.names[in.name]; dup {
+			return invalid("metric family %s appears twice in the push", q(in.name))
 		}
-		seen[name] = true
-		pt, err := sc.preparePart(s, p, mf)
+		sc.names[in.name] = struct{}{}
+		pt, err := sc.preparePart(s, p, in)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		p.series += pt.series
 		p.families = append(p.families, pt)
 		p.bytes += pt.size()
+		return nil
+	}
+	for _, mf := range families {
+		in := familyIn{name: mf.GetName(), help: mf.GetHelp(), typ: mf.GetType(), n: len(mf.GetMetric()), dto: mf}
+		if err := add(&in); err != nil {
+			return nil, err
+		}
+	}
+	// Encoded families are read in two passes: their headers, then, in name order as a decoded
+	// push is (ingest sorts it), their metrics; so both kinds of push meet the same refusal first.
+	ins := sc.families[:0]
+	for i := 1; len(encoded) > 0; i++ {
+		size, n := protowire.ConsumeVarint(encoded)
+		if n < 0 || size > uint64(len(encoded)-n) || size > maxEncodedFamily {
+			return nil, invalid("protobuf body: message %d: %s", i, errWire)
+		}
+		msg := encoded[n : n+int(size)]
+		encoded = encoded[n+int(size):]
+		first := len(sc.encoded)
+		h, metrics, err := decodeFamily(msg, sc.encoded)
+		sc.encoded = metrics
+		if err != nil {
+			return nil, invalid("protobuf body: message %d: %s", i, err)
+		}
+		ins = append(ins, familyIn{name: h.name, help: h.help, typ: dto.MetricType(h.typ), n: len(metrics) - first, first: first, message: i})
+	}
+	sc.families = ins
+	order := sc.order[:0]
+	for i := range ins {
+		order = append(order, int32(i))
+	}
+	sc.order = order
+	// client_golang sends its families sorted: sort only what is not.
+	byName := func(a, b int32) int { return strings.Compare(ins[a].name, ins[b].name) }
+	if !slices.IsSortedFunc(order, byName) {
+		slices.SortStableFunc(order, byName)
+	}
+	for _, i := range order {
+		in := &ins[i]
+		in.encoded = sc.encoded[in.first : in.first+in.n]
+		if err := add(in); err != nil {
+			return nil, err
+		}
 	}
 	sort.Slice(p.families, func(i, j int) bool { return p.families[i].name < p.families[j].name })
-	p.pack()
+	sc.pack(p)
 	return p, nil
+}
+
+// familyIn is one family of a push, decoded (dto) or encoded: its header, and its n metrics.
+type familyIn struct {
+	name, help string
+	typ        dto.MetricType
+	n          int
+	dto        *dto.MetricFamily
+	encoded    [][]byte // the Metric messages
+	first      int      // where they start in scratch.encoded
+	message    int      // the family's position in an encoded push, for messages
+}
+
+// metric fills m with the family's metric i.
+func (in *familyIn) metric(i int, m *metric) error {
+	if in.dto != nil {
+		dm := in.dto.Metric[i]
+		if dm == nil {
+			return invalid("metric family %s: empty metric", q(in.name))
+		}
+		m.fromDTO(dm)
+		return nil
+	}
+	if err := m.decode(in.encoded[i]); err != nil {
+		return invalid("protobuf body: message %d: %s", in.message, err)
+	}
+	return nil
 }
 
 // checkKey applies the label limits to the grouping labels.
@@ -130,71 +201,99 @@ func (s *MemoryStore) checkLabelLengths(name, value string) error {
 	return nil
 }
 
-// pack moves the rendered bytes of every part into one allocation: a group's samples are one
-// pointer-free block for the garbage collector instead of two small objects per family.
-func (p *prepared) pack() {
-	n := 0
-	for _, pt := range p.families {
-		n += len(pt.text) + len(pt.proto)
-	}
-	block := make([]byte, 0, n)
-	for _, pt := range p.families {
-		for _, b := range []*[]byte{&pt.text, &pt.proto} {
-			start := len(block)
-			block = append(block, *b...)
-			*b = block[start:len(block):len(block)]
-		}
-	}
+// partBytes locates a part's rendering in the scratch buffers until pack moves it.
+type partBytes struct {
+	pt                             *part
+	text, textEnd, proto, protoEnd int
+	hashes, hashesEnd              int
 }
 
 // scratch holds what rendering a push needs only while it runs, reused across pushes so that
-// a push leaves little garbage besides its rendered bytes.
+// a push leaves little garbage besides what it stores.
 type scratch struct {
-	keyPairs []*dto.LabelPair // the grouping labels, plus instance="" when the key has none
-	noInst   bool             // the key has no instance label
-	labels   []*dto.LabelPair // merged labels of the family's metrics, sub-sliced per metric
-	metrics  []*dto.Metric
-	out      dto.MetricFamily
-	seen     map[uint64]struct{}
-	text     bytes.Buffer
-	proto    []byte
-	msg      []byte
+	keyLabels []Label // the grouping labels, plus instance="" when the key has none
+	noInst    bool    // the key has no instance label
+	labels    []Label // merged labels of one metric
+	m         metric
+	names     map[string]struct{} // the families of the push so far
+	seen      map[uint64]struct{} // the hashes of a family's series, once they are many
+	families  []familyIn          // the families of an encoded push
+	order     []int32             // their indexes in name order
+	encoded   [][]byte            // their Metric messages
+	lbl       []byte              // one metric's labels rendered for the text format
+	render    textRenderer
+	// Every part's rendering, moved into one block by pack.
+	text, proto []byte
+	hashes      []uint64
+	parts       []partBytes
 }
 
-var scratchPool = sync.Pool{New: func() any { return &scratch{seen: map[uint64]struct{}{}} }}
+var scratchPool = sync.Pool{New: func() any { return &scratch{names: map[string]struct{}{}, seen: map[uint64]struct{}{}} }}
 
 func (sc *scratch) release() {
-	clear(sc.keyPairs)
-	sc.keyPairs = sc.keyPairs[:0]
+	sc.keyLabels = sc.keyLabels[:0]
 	clear(sc.labels[:cap(sc.labels)])
 	sc.labels = sc.labels[:0]
-	for _, m := range sc.metrics {
-		*m = dto.Metric{}
-	}
-	sc.out = dto.MetricFamily{}
-	clear(sc.seen)
+	sc.m.release()
+	clear(sc.names)
+	clear(sc.encoded[:cap(sc.encoded)])
+	sc.encoded = sc.encoded[:0]
+	clear(sc.families[:cap(sc.families)])
+	sc.families = sc.families[:0]
+	clear(sc.parts)
+	sc.parts = sc.parts[:0]
+	sc.text, sc.proto, sc.hashes = sc.text[:0], sc.proto[:0], sc.hashes[:0]
 	// Keep buffers of ordinary size only: one huge push must not stay in memory.
-	if sc.text.Cap() > 4<<20 {
-		sc.text = bytes.Buffer{}
-	}
-	if cap(sc.proto) > 4<<20 {
-		sc.proto = nil
+	if cap(sc.text) > 4<<20 || cap(sc.proto) > 4<<20 || cap(sc.hashes) > 1<<20 {
+		sc.text, sc.proto, sc.hashes = nil, nil, nil
 	}
 	scratchPool.Put(sc)
 }
 
 func (sc *scratch) setKey(key Key) {
-	for _, l := range key.labels {
-		sc.keyPairs = append(sc.keyPairs, &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)})
-	}
+	sc.keyLabels = append(sc.keyLabels[:0], key.labels...)
 	_, hasInst := key.Get(model.InstanceLabel)
 	sc.noInst = !hasInst
 }
 
-func (sc *scratch) preparePart(s *MemoryStore, p *prepared, mf *dto.MetricFamily) (*part, error) {
+// duplicate reports whether h is one of the family's hashes so far, which it adds to sc.seen
+// once they are many.
+func (sc *scratch) duplicate(family []uint64, h uint64) bool {
+	const scan = 32
+	if len(family) < scan {
+		return slices.Contains(family, h)
+	}
+	if len(family) == scan {
+		for _, f := range family {
+			sc.seen[f] = struct{}{}
+		}
+	}
+	if _, dup := sc.seen[h]; dup {
+		return true
+	}
+	sc.seen[h] = struct{}{}
+	return false
+}
+
+// pack moves the rendered bytes of every part into one allocation, and their hashes into
+// another: a group's samples are one pointer-free block for the garbage collector instead of
+// two small objects per family.
+func (sc *scratch) pack(p *prepared) {
+	block := make([]byte, len(sc.text)+len(sc.proto))
+	copy(block, sc.text)
+	copy(block[len(sc.text):], sc.proto)
+	hashes := slices.Clone(sc.hashes)
+	t := len(sc.text)
+	for _, pb := range sc.parts {
+		pb.pt.text = block[pb.text:pb.textEnd:pb.textEnd]
+		pb.pt.proto = block[t+pb.proto : t+pb.protoEnd : t+pb.protoEnd]
+		pb.pt.hashes = hashes[pb.hashes:pb.hashesEnd:pb.hashesEnd]
+	}
+}
+
+func (sc *scratch) preparePart(s *MemoryStore, p *prepared, in *familyIn) (*part, error) {
 	lim := &s.opts.Limits
-	key := p.key
-	name := mf.GetName()
+	name, typ := in.name, in.typ
 	if max := lim.LabelValueLengthLimit; max > 0 && len(name) > max {
 		return nil, s.limitError(KindInvalid, LimitLabelValueLength, "metric name %s is %d bytes long, more than the limit of %d", q(name), len(name), max)
 	}
@@ -204,50 +303,42 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, mf *dto.MetricFamily
 	if isReservedName(name) {
 		return nil, invalid("metric name %s is reserved for the relay's own metrics", q(name))
 	}
-	if max := lim.HelpLengthLimit; max > 0 && len(mf.GetHelp()) > max {
-		return nil, s.limitError(KindInvalid, LimitHelpLength, "metric family %s: HELP text is %d bytes long, more than the limit of %d", q(name), len(mf.GetHelp()), max)
+	if max := lim.HelpLengthLimit; max > 0 && len(in.help) > max {
+		return nil, s.limitError(KindInvalid, LimitHelpLength, "metric family %s: HELP text is %d bytes long, more than the limit of %d", q(name), len(in.help), max)
 	}
-	if !utf8.ValidString(mf.GetHelp()) {
+	if !utf8.ValidString(in.help) {
 		return nil, invalid("metric family %s: HELP text is not valid UTF-8", q(name))
 	}
-	typ := mf.GetType()
 	switch typ {
 	case dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_SUMMARY, dto.MetricType_UNTYPED, dto.MetricType_HISTOGRAM:
 	default:
 		return nil, invalid("metric family %s: type %s is not supported", q(name), typ)
 	}
-	pt := &part{name: name, typ: typ, help: mf.GetHelp(), hashes: make([]uint64, 0, len(mf.Metric))}
-	// Every metric's merged labels live in one slice, sized once for the family.
-	need := 0
-	for _, m := range mf.Metric {
-		need += len(m.GetLabel()) + len(sc.keyPairs) + 1
+	// The store keeps the strings: copies, not the push's bytes.
+	pt := &part{name: strings.Clone(name), typ: typ, help: strings.Clone(in.help)}
+	pb := partBytes{pt: pt, text: len(sc.text), proto: len(sc.proto), hashes: len(sc.hashes)}
+	if len(sc.seen) > 4096 {
+		sc.seen = map[uint64]struct{}{} // clearing costs what the map grew to
+	} else {
+		clear(sc.seen)
 	}
-	if cap(sc.labels) < need {
-		sc.labels = make([]*dto.LabelPair, 0, need)
-	}
-	sc.labels = sc.labels[:0]
-	for len(sc.metrics) < len(mf.Metric) {
-		sc.metrics = append(sc.metrics, &dto.Metric{})
-	}
-	clear(sc.seen)
-	sc.proto = sc.proto[:0]
-	for i, m := range mf.Metric {
-		if m == nil {
-			return nil, invalid("metric family %s: empty metric", q(name))
+	m := &sc.m
+	for i := range in.n {
+		if err := in.metric(i, m); err != nil {
+			return nil, err
 		}
-		if m.TimestampMs != nil {
+		if m.hasTimestamp {
 			return nil, invalid("metric family %s: samples with timestamps are not allowed (the relay exposes pushed values as current)", q(name))
 		}
 		if err := checkValue(name, typ, m); err != nil {
 			return nil, err
 		}
-		start := len(sc.labels)
 		var err error
-		sc.labels, err = s.appendMergedLabels(sc.labels, key, sc.keyPairs, sc.noInst, name, typ, m.Label)
+		sc.labels, err = s.appendMergedLabels(sc.labels[:0], p.key, sc.keyLabels, sc.noInst, name, typ, m.labels)
 		if err != nil {
 			return nil, err
 		}
-		labels := sc.labels[start:len(sc.labels):len(sc.labels)]
+		labels := sc.labels
 		// Every series repeats its name and labels in both renderings: refuse a push that
 		// can't fit what is left of the budget before rendering it, so that a small body with
 		// long labels, or a large one into a full store, never takes that memory even for a
@@ -256,8 +347,8 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, mf *dto.MetricFamily
 		n := seriesCount(typ, m)
 		if lim.MaxBytes > 0 {
 			size := len(name)
-			for _, lp := range labels {
-				size += len(lp.GetName()) + len(lp.GetValue())
+			for _, l := range labels {
+				size += len(l.Name) + len(l.Value)
 			}
 			p.est += 2 * int64(n) * int64(size)
 			if p.est > p.room {
@@ -265,67 +356,49 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, mf *dto.MetricFamily
 					formatBytes(max(p.room, 0)), formatBytes(lim.MaxBytes))
 			}
 		}
-		h := hashSeries(name, labels)
-		if _, dup := sc.seen[h]; dup {
+		sc.lbl = appendLabelsText(sc.lbl[:0], labels)
+		h := hashSeries(name, sc.lbl)
+		if sc.duplicate(sc.hashes[pb.hashes:], h) {
 			return nil, invalid("metric family %s: duplicate series %s", q(name), Truncate(seriesString(name, labels), 2*maxQuoted))
 		}
-		sc.seen[h] = struct{}{}
-		pt.hashes = append(pt.hashes, h)
+		sc.hashes = append(sc.hashes, h)
 		pt.series += n
 		if max := lim.MaxSeriesPerGroup; max > 0 && p.series+pt.series > max {
 			return nil, s.limitError(KindTooLarge, LimitSeries, "push carries more than %d series, the limit per group", max)
 		}
 
-		cm := sc.metrics[i]
-		cm.Label, cm.Gauge, cm.Counter, cm.Summary, cm.Untyped, cm.Histogram = labels, m.Gauge, m.Counter, m.Summary, m.Untyped, m.Histogram
-		sc.msg, err = marshalOpts.MarshalAppend(sc.msg[:0], cm)
-		if err != nil {
-			return nil, invalid("metric family %s: %s", q(name), Truncate(err.Error(), maxErrorText))
-		}
-		sc.proto = protowire.AppendTag(sc.proto, 4, protowire.BytesType)
-		sc.proto = protowire.AppendBytes(sc.proto, sc.msg)
+		sc.text = sc.render.appendMetric(sc.text, name, typ, sc.lbl, m)
+		sc.proto = appendMetricProto(sc.proto, labels, m)
 	}
-	sc.out.Name, sc.out.Type, sc.out.Metric = mf.Name, mf.Type, sc.metrics[:len(mf.Metric)]
-	sc.text.Reset()
-	if _, err := expfmt.MetricFamilyToText(&sc.text, &sc.out); err != nil {
-		return nil, invalid("metric family %s: %s", q(name), Truncate(err.Error(), maxErrorText))
-	}
-	// MetricFamilyToText wrote "# TYPE ..." first (no HELP: out.Help is nil); the store writes
-	// one header per family for all groups, so keep only the sample lines.
-	text := sc.text.Bytes()
-	if i := bytes.IndexByte(text, '\n'); i >= 0 {
-		text = text[i+1:]
-	}
-	// Stored bytes are exact copies, packed into one block by prepared.pack.
-	pt.text = bytes.Clone(text)
-	pt.proto = bytes.Clone(sc.proto)
+	pb.textEnd, pb.protoEnd, pb.hashesEnd = len(sc.text), len(sc.proto), len(sc.hashes)
+	sc.parts = append(sc.parts, pb)
 	return pt, nil
 }
 
 // checkValue checks that the metric carries a value of the family's type, and that the value is
 // one Prometheus can ingest: counters not negative, buckets and quantiles not repeated, native
 // histograms as Prometheus validates them.
-func checkValue(name string, typ dto.MetricType, m *dto.Metric) error {
+func checkValue(name string, typ dto.MetricType, m *metric) error {
 	ok := false
 	switch typ {
 	case dto.MetricType_COUNTER:
-		ok = m.Counter != nil
-		if ok && (m.Counter.GetValue() < 0 || math.IsInf(m.Counter.GetValue(), -1)) {
-			return invalid("metric family %s: counter value %v is negative", q(name), m.Counter.GetValue())
+		ok = m.hasCounter
+		if ok && (m.counter.v < 0 || math.IsInf(m.counter.v, -1)) {
+			return invalid("metric family %s: counter value %v is negative", q(name), m.counter.v)
 		}
 	case dto.MetricType_GAUGE:
-		ok = m.Gauge != nil
+		ok = m.hasGauge
 	case dto.MetricType_SUMMARY:
-		ok = m.Summary != nil
+		ok = m.hasSummary
 		if ok {
-			return checkSummary(name, m.Summary)
+			return checkSummary(name, &m.summary)
 		}
 	case dto.MetricType_UNTYPED:
-		ok = m.Untyped != nil
+		ok = m.hasUntyped
 	case dto.MetricType_HISTOGRAM:
-		ok = m.Histogram != nil
+		ok = m.hasHistogram
 		if ok {
-			return checkHistogram(name, m.Histogram)
+			return checkHistogram(name, &m.histogram)
 		}
 	}
 	if !ok {
@@ -334,15 +407,15 @@ func checkValue(name string, typ dto.MetricType, m *dto.Metric) error {
 	return nil
 }
 
-func checkSummary(name string, sm *dto.Summary) error {
-	qs := sm.GetQuantile()
-	for i, qt := range qs {
-		v := qt.GetQuantile()
+func checkSummary(name string, sm *summary) error {
+	qs := sm.quantiles
+	for i := range qs {
+		v := qs[i].q
 		if math.IsNaN(v) {
 			return invalid("metric family %s: a quantile is NaN", q(name))
 		}
-		for _, prev := range qs[:i] {
-			if prev.GetQuantile() == v {
+		for j := range i {
+			if qs[j].q == v {
 				return invalid("metric family %s: quantile %v appears twice in one summary", q(name), v)
 			}
 		}
@@ -350,16 +423,16 @@ func checkSummary(name string, sm *dto.Summary) error {
 	return nil
 }
 
-func checkHistogram(name string, h *dto.Histogram) error {
-	bs := h.GetBucket()
+func checkHistogram(name string, h *histogram) error {
+	bs := h.buckets
 	sorted := true
-	for i, b := range bs {
-		ub := b.GetUpperBound()
+	for i := range bs {
+		ub := bs[i].upper
 		if math.IsNaN(ub) {
 			return invalid("metric family %s: a bucket's upper bound (le) is NaN", q(name))
 		}
-		if i > 0 && ub <= bs[i-1].GetUpperBound() {
-			if ub == bs[i-1].GetUpperBound() {
+		if i > 0 && ub <= bs[i-1].upper {
+			if ub == bs[i-1].upper {
 				return invalid("metric family %s: bucket le=%v appears twice in one histogram", q(name), ub)
 			}
 			sorted = false
@@ -368,14 +441,14 @@ func checkHistogram(name string, h *dto.Histogram) error {
 	if !sorted {
 		// Out of order (a hand-written text push): look for a repeat the slow way.
 		seen := make(map[float64]bool, len(bs))
-		for _, b := range bs {
-			if seen[b.GetUpperBound()] {
-				return invalid("metric family %s: bucket le=%v appears twice in one histogram", q(name), b.GetUpperBound())
+		for i := range bs {
+			if seen[bs[i].upper] {
+				return invalid("metric family %s: bucket le=%v appears twice in one histogram", q(name), bs[i].upper)
 			}
-			seen[b.GetUpperBound()] = true
+			seen[bs[i].upper] = true
 		}
 	}
-	if isNative(h) {
+	if h.isNative() {
 		if err := checkNative(h); err != nil {
 			return invalid("metric family %s: invalid native histogram: %v", q(name), err)
 		}
@@ -385,9 +458,9 @@ func checkHistogram(name string, h *dto.Histogram) error {
 
 // isNative reports whether the histogram carries a native (sparse) histogram, as Prometheus's
 // protobuf parser decides it.
-func isNative(h *dto.Histogram) bool {
-	return len(h.GetPositiveSpan()) > 0 || len(h.GetNegativeSpan()) > 0 || h.GetZeroThreshold() > 0 ||
-		h.GetZeroCount() > 0 || h.GetZeroCountFloat() > 0 || h.GetSchema() != 0
+func (h *histogram) isNative() bool {
+	return len(h.positiveSpans) > 0 || len(h.negativeSpans) > 0 || h.zeroThreshold > 0 ||
+		h.zeroCount > 0 || h.zeroCountFloat > 0 || h.schema != 0
 }
 
 // Native histogram schemas Prometheus accepts: exponential ones, and custom buckets.
@@ -400,43 +473,43 @@ const (
 
 // checkNative applies the rules of Prometheus's histogram validation, so that a pushed native
 // histogram never makes Prometheus refuse the relay's scrape.
-func checkNative(h *dto.Histogram) error {
-	schema := h.GetSchema()
+func checkNative(h *histogram) error {
+	schema := h.schema
 	custom := schema == nativeSchemaCustom
 	switch {
 	case custom:
-		if len(h.GetNegativeSpan()) > 0 || len(h.GetNegativeDelta()) > 0 || len(h.GetNegativeCount()) > 0 {
+		if len(h.negativeSpans) > 0 || len(h.negativeDeltas) > 0 || len(h.negativeCounts) > 0 {
 			return fmt.Errorf("custom buckets (schema %d) have no negative buckets", schema)
 		}
-		if h.GetZeroThreshold() != 0 || h.GetZeroCount() != 0 || h.GetZeroCountFloat() != 0 {
+		if h.zeroThreshold != 0 || h.zeroCount != 0 || h.zeroCountFloat != 0 {
 			return fmt.Errorf("custom buckets (schema %d) have no zero bucket", schema)
 		}
 	case schema < nativeSchemaMin || schema > nativeSchemaMax:
 		return fmt.Errorf("schema %d is out of range (%d to %d, or %d for custom buckets)", schema, nativeSchemaMin, nativeSchemaMax, nativeSchemaCustom)
 	}
-	if zt := h.GetZeroThreshold(); zt < 0 || math.IsNaN(zt) || math.IsInf(zt, 0) {
+	if zt := h.zeroThreshold; zt < 0 || math.IsNaN(zt) || math.IsInf(zt, 0) {
 		return fmt.Errorf("zero threshold %v is not a finite non-negative number", zt)
 	}
-	float := h.GetSampleCountFloat() > 0 || h.GetZeroCountFloat() > 0 || len(h.GetPositiveCount()) > 0 || len(h.GetNegativeCount()) > 0
+	float := h.countFloat > 0 || h.zeroCountFloat > 0 || len(h.positiveCounts) > 0 || len(h.negativeCounts) > 0
 	var total float64
 	for _, side := range []struct {
 		name   string
-		spans  []*dto.BucketSpan
+		spans  []span
 		deltas []int64
 		counts []float64
 	}{
-		{"positive", h.GetPositiveSpan(), h.GetPositiveDelta(), h.GetPositiveCount()},
-		{"negative", h.GetNegativeSpan(), h.GetNegativeDelta(), h.GetNegativeCount()},
+		{"positive", h.positiveSpans, h.positiveDeltas, h.positiveCounts},
+		{"negative", h.negativeSpans, h.negativeDeltas, h.negativeCounts},
 	} {
 		if len(side.deltas) > 0 && len(side.counts) > 0 {
 			return fmt.Errorf("%s buckets given both as deltas and as counts", side.name)
 		}
 		want := int64(0)
 		for i, sp := range side.spans {
-			if i > 0 && sp.GetOffset() < 0 {
+			if i > 0 && sp.offset < 0 {
 				return fmt.Errorf("%s span %d has a negative offset", side.name, i+1)
 			}
-			want += int64(sp.GetLength())
+			want += int64(sp.length)
 		}
 		have := len(side.deltas) + len(side.counts)
 		if want != int64(have) || want > maxNativeBucketSpan {
@@ -457,13 +530,13 @@ func checkNative(h *dto.Histogram) error {
 			total += f
 		}
 	}
-	count := float64(h.GetSampleCount())
-	total += float64(h.GetZeroCount())
+	count := float64(h.count)
+	total += float64(h.zeroCount)
 	if float {
-		count = h.GetSampleCountFloat()
-		total += h.GetZeroCountFloat()
+		count = h.countFloat
+		total += h.zeroCountFloat
 	}
-	if math.IsNaN(h.GetSampleSum()) {
+	if math.IsNaN(h.sum) {
 		if total > count {
 			return fmt.Errorf("%v observations in buckets, but the count is %v", total, count)
 		}
@@ -473,24 +546,24 @@ func checkNative(h *dto.Histogram) error {
 	return nil
 }
 
-// mergeLabels returns the metric's labels plus the grouping labels, sorted, with instance=""
-// added when neither has an instance (so that Prometheus's honor_labels keeps it empty rather
-// than the relay's own address, as with Pushgateway).
-func mergeLabels(key Key, name string, typ dto.MetricType, body []*dto.LabelPair) ([]*dto.LabelPair, error) {
-	sc := scratch{}
-	sc.setKey(key)
+// mergeLabels returns the grouping labels of key, sorted, with instance="" added when the key
+// has no instance: the labels of the group's health series.
+func mergeLabels(key Key) []Label {
+	_, hasInst := key.Get(model.InstanceLabel)
 	var s MemoryStore // no limits: the key was checked when it was pushed
-	return s.appendMergedLabels(nil, key, sc.keyPairs, sc.noInst, name, typ, body)
+	labels, _ := s.appendMergedLabels(nil, key, key.labels, !hasInst, "", dto.MetricType_GAUGE, nil)
+	return labels
 }
 
-// appendMergedLabels appends what mergeLabels returns to dst, applying the label limits.
-// keyPairs are the key's labels as LabelPairs (shared, never modified); noInst tells that the key
-// has no instance label.
-func (s *MemoryStore) appendMergedLabels(dst []*dto.LabelPair, key Key, keyPairs []*dto.LabelPair, noInst bool, name string, typ dto.MetricType, body []*dto.LabelPair) ([]*dto.LabelPair, error) {
+// appendMergedLabels appends the metric's labels (body) plus the grouping labels (keyLabels,
+// sorted) to dst, sorted, with instance="" added when neither has an instance (so that
+// Prometheus's honor_labels keeps it empty rather than the relay's own address, as with
+// Pushgateway). It applies the label limits and refuses labels that contradict the key.
+func (s *MemoryStore) appendMergedLabels(dst []Label, key Key, keyLabels []Label, noInst bool, name string, typ dto.MetricType, body []Label) ([]Label, error) {
 	start := len(dst)
 	bodyInst := false
-	for i, lp := range body {
-		n, v := lp.GetName(), lp.GetValue()
+	for i, l := range body {
+		n, v := l.Name, l.Value
 		if err := checkLabelName(n); err != nil {
 			return nil, invalid("metric family %s: %v", q(name), err)
 		}
@@ -499,7 +572,7 @@ func (s *MemoryStore) appendMergedLabels(dst []*dto.LabelPair, key Key, keyPairs
 			return nil, err
 		}
 		for _, prev := range body[:i] {
-			if prev.GetName() == n {
+			if prev.Name == n {
 				return nil, invalid("metric family %s: label %s appears twice in one series", q(name), q(n))
 			}
 		}
@@ -518,11 +591,11 @@ func (s *MemoryStore) appendMergedLabels(dst []*dto.LabelPair, key Key, keyPairs
 			}
 			continue // same value: the grouping label below carries it
 		}
-		dst = append(dst, lp)
+		dst = append(dst, l)
 	}
-	dst = append(dst, keyPairs...)
+	dst = append(dst, keyLabels...)
 	if noInst && !bodyInst {
-		dst = append(dst, emptyInstance)
+		dst = append(dst, Label{Name: model.InstanceLabel})
 	}
 	// The metric name counts as a label, as in Prometheus's label_limit; so do the le and
 	// quantile labels of buckets.
@@ -533,47 +606,50 @@ func (s *MemoryStore) appendMergedLabels(dst []*dto.LabelPair, key Key, keyPairs
 	if max := s.opts.Limits.LabelLimit; max > 0 && n > max {
 		return nil, s.limitError(KindInvalid, LimitLabels, "metric family %s: a series has %d labels (its name and grouping labels included), more than the limit of %d", q(name), n, max)
 	}
-	slices.SortFunc(dst[start:], func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+	sortLabels(dst[start:])
 	return dst, nil
 }
 
-// emptyInstance is the instance="" label of series pushed without an instance; shared, never
-// modified.
-var emptyInstance = &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")}
+// sortLabels sorts labels by name; insertion sort, as series have a few labels, mostly sorted.
+func sortLabels(ls []Label) {
+	for i := 1; i < len(ls); i++ {
+		for j := i; j > 0 && ls[j].Name < ls[j-1].Name; j-- {
+			ls[j], ls[j-1] = ls[j-1], ls[j]
+		}
+	}
+}
 
-func hashSeries(name string, labels []*dto.LabelPair) uint64 {
+// hashSeries hashes a series' identity: its name and its labels as rendered for the text format
+// (sorted, escaped: one rendering per label set).
+func hashSeries(name string, labels []byte) uint64 {
 	var h maphash.Hash
 	h.SetSeed(hashSeed)
 	h.WriteString(name)
-	for _, lp := range labels {
-		h.WriteByte(0xff)
-		h.WriteString(lp.GetName())
-		h.WriteByte(0xfe)
-		h.WriteString(lp.GetValue())
-	}
+	h.WriteByte(0)
+	h.Write(labels)
 	return h.Sum64()
 }
 
-func seriesString(name string, labels []*dto.LabelPair) string {
+func seriesString(name string, labels []Label) string {
 	ls := make(model.LabelSet, len(labels))
-	for _, lp := range labels {
-		ls[model.LabelName(lp.GetName())] = model.LabelValue(lp.GetValue())
+	for _, l := range labels {
+		ls[model.LabelName(l.Name)] = model.LabelValue(l.Value)
 	}
 	return name + ls.String()
 }
 
 // seriesCount is how many series Prometheus stores for the metric.
-func seriesCount(typ dto.MetricType, m *dto.Metric) int {
+func seriesCount(typ dto.MetricType, m *metric) int {
 	switch typ {
 	case dto.MetricType_SUMMARY:
-		return len(m.Summary.GetQuantile()) + 2
+		return len(m.summary.quantiles) + 2
 	case dto.MetricType_HISTOGRAM:
-		h := m.Histogram
-		if len(h.GetBucket()) == 0 && (len(h.GetPositiveSpan()) > 0 || len(h.GetNegativeSpan()) > 0 || h.GetZeroThreshold() > 0 || h.GetSchema() != 0) {
+		h := &m.histogram
+		if len(h.buckets) == 0 && (len(h.positiveSpans) > 0 || len(h.negativeSpans) > 0 || h.zeroThreshold > 0 || h.schema != 0) {
 			return 1 // native histogram only
 		}
-		n := len(h.GetBucket()) + 2
-		if len(h.GetBucket()) == 0 || !math.IsInf(h.GetBucket()[len(h.GetBucket())-1].GetUpperBound(), 1) {
+		n := len(h.buckets) + 2
+		if len(h.buckets) == 0 || !math.IsInf(h.buckets[len(h.buckets)-1].upper, 1) {
 			n++ // the +Inf bucket the exposition adds
 		}
 		return n

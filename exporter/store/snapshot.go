@@ -107,7 +107,7 @@ func (s *MemoryStore) Restore(gs GroupSnapshot) (restored bool, err error) {
 			return false, &Error{Kind: KindInvalid, Msg: err.Error()}
 		}
 	}
-	p, err := s.prepare(key, fams)
+	p, err := s.prepare(key, fams, nil)
 	if err == nil {
 		err = s.apply(p, PushRequest{Key: key, Replace: true, Client: "persistence file"}, now)
 	}

@@ -20,7 +20,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Store is what the HTTP layer and the pull sources need from storage. MemoryStore is the
@@ -41,16 +40,21 @@ type Store interface {
 	// groups it does not hold.
 	Usage() Usage
 	// WriteText, WriteProto and WriteOpenMetrics expose every fresh group's samples merged by
-	// family with extra (the relay's own metrics, sorted by name) and the groups' health series.
-	WriteText(w io.Writer, extra []*dto.MetricFamily) error
-	WriteProto(w io.Writer, extra []*dto.MetricFamily) error
-	WriteOpenMetrics(w io.Writer, extra []*dto.MetricFamily, format expfmt.Format) error
+	// family with extra (the relay's own metrics; may be nil) and the groups' health series.
+	WriteText(w io.Writer, extra *Extra) error
+	WriteProto(w io.Writer, extra *Extra) error
+	WriteOpenMetrics(w io.Writer, extra *Extra, format expfmt.Format) error
 }
 
-// PushRequest is one push: the families decoded from its body, for the group key.
+// PushRequest is one push for the group key: its families, decoded (Families) or encoded
+// (Encoded), one or the other.
 type PushRequest struct {
 	Key      Key
 	Families []*dto.MetricFamily
+	// Encoded holds the families as length-delimited protobuf MetricFamily messages (the
+	// format client_golang pushes): the store reads them without decoding them into objects,
+	// and keeps nothing of these bytes.
+	Encoded []byte
 	// Replace is PUT: the group's families are all replaced. Without it (POST) only the families
 	// the push carries are.
 	Replace bool
@@ -157,9 +161,9 @@ type group struct {
 	lastClient  string
 	pushes      uint64
 	failures    uint64
-	expired     bool             // samples dropped; health kept until forgotten
-	labels      []*dto.LabelPair // grouping labels as the health series carry them
-	// The labels pre-rendered for the health series: `{a="b",...}` and LabelPair fields.
+	expired     bool // samples dropped; health kept until forgotten
+	// The grouping labels (instance="" added if missing) pre-rendered for the health series:
+	// `{a="b",...}` and LabelPair fields.
 	textLabels, protoLabels []byte
 }
 
@@ -245,7 +249,7 @@ func (s *MemoryStore) limitError(kind Kind, l Limit, format string, args ...any)
 
 // Push implements Store.
 func (s *MemoryStore) Push(req PushRequest) (PushResult, error) {
-	p, err := s.prepare(req.Key, req.Families)
+	p, err := s.prepare(req.Key, req.Families, req.Encoded)
 	if err == nil {
 		err = s.apply(p, req, s.now())
 	}
@@ -376,23 +380,10 @@ func (s *MemoryStore) addBytesLocked(g *group, n int64) {
 // newGroup returns an empty group with its labels rendered for the health series.
 func newGroup(k Key) *group {
 	g := &group{key: k, parts: map[string]*part{}}
-	g.labels, _ = mergeLabels(k, "", dto.MetricType_GAUGE, nil)
-	var b []byte
-	b = append(b, '{')
-	for i, lp := range g.labels {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, lp.GetName()...)
-		b = append(b, '=', '"')
-		b = appendEscaped(b, lp.GetValue())
-		b = append(b, '"')
-	}
-	g.textLabels = append(b, '}')
-	for _, lp := range g.labels {
-		g.protoLabels = protowire.AppendTag(g.protoLabels, 1, protowire.BytesType)
-		g.protoLabels = protowire.AppendVarint(g.protoLabels, uint64(labelPairSize(lp.GetName(), lp.GetValue())))
-		g.protoLabels = appendLabelPair(g.protoLabels, lp.GetName(), lp.GetValue())
+	labels := mergeLabels(k)
+	g.textLabels = append(appendLabelsText([]byte{'{'}, labels), '}')
+	for _, l := range labels {
+		g.protoLabels = appendLabelPairField(g.protoLabels, 1, l.Name, l.Value)
 	}
 	return g
 }

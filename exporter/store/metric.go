@@ -1,0 +1,246 @@
+package store
+
+import (
+	dto "github.com/prometheus/client_model/go"
+)
+
+// metric is one pushed Metric message as validation and rendering read it: every field of
+// io.prometheus.client.Metric with its presence (a proto2 field that is present is encoded again
+// even when it holds its zero value), in buffers reused from one metric to the next. A push fills
+// it from decoded objects (fromDTO) or straight from protobuf bytes (decodeMetric), so both kinds
+// of body take the same checks and render to the same bytes.
+type metric struct {
+	labels []Label // as pushed, before the grouping labels are merged in
+	// Which value messages are present, and timestamp_ms (which pushes may not carry).
+	hasGauge, hasCounter, hasSummary, hasUntyped, hasHistogram, hasTimestamp bool
+	timestampMs                                                              int64
+
+	gauge, untyped value
+	counter        counter
+	summary        summary
+	histogram      histogram
+	exemplarLabels []Label // the labels of every exemplar of the metric, sub-sliced
+}
+
+// value is a Gauge or an Untyped message.
+type value struct {
+	v    float64
+	hasV bool
+}
+
+type counter struct {
+	v                 float64
+	exemplar          exemplar
+	created           timestamp
+	hasV, hasExemplar bool
+	hasCreated        bool
+}
+
+// timestamp is a google.protobuf.Timestamp (proto3: fields holding zero are not encoded).
+type timestamp struct {
+	seconds int64
+	nanos   int32
+}
+
+type exemplar struct {
+	labels      []Label
+	v           float64
+	ts          timestamp
+	hasV, hasTS bool
+}
+
+type summary struct {
+	count      uint64
+	sum        float64
+	hasCount   bool
+	hasSum     bool
+	quantiles  []quantile
+	created    timestamp
+	hasCreated bool
+}
+
+type quantile struct {
+	q, v       float64
+	hasQ, hasV bool
+}
+
+type histogram struct {
+	count, zeroCount                uint64
+	countFloat, sum                 float64
+	zeroThreshold, zeroCountFloat   float64
+	schema                          int32
+	hasCount, hasCountFloat, hasSum bool
+	hasSchema, hasZeroThreshold     bool
+	hasZeroCount, hasZeroCountFloat bool
+	hasCreated                      bool
+	created                         timestamp
+	buckets                         []bucket
+	negativeSpans, positiveSpans    []span
+	negativeDeltas, positiveDeltas  []int64
+	negativeCounts, positiveCounts  []float64
+	exemplars                       []exemplar
+}
+
+type bucket struct {
+	count                          uint64
+	countFloat, upper              float64
+	hasCount, hasCountFloat, hasUp bool
+	hasExemplar                    bool
+	exemplar                       exemplar
+}
+
+type span struct {
+	offset            int32
+	length            uint32
+	hasOffset, hasLen bool
+}
+
+// Getters as dto's, for the fields whose float and integer forms combine.
+
+func (b *bucket) cumulative() float64 {
+	if b.countFloat != 0 {
+		return b.countFloat
+	}
+	return float64(b.count)
+}
+
+func (h *histogram) sampleCount() float64 {
+	if h.countFloat != 0 {
+		return h.countFloat
+	}
+	return float64(h.count)
+}
+
+// reset empties m for the next metric, keeping its buffers.
+func (m *metric) reset() {
+	h := &m.histogram
+	*m = metric{
+		labels:         m.labels[:0],
+		exemplarLabels: m.exemplarLabels[:0],
+		summary:        summary{quantiles: m.summary.quantiles[:0]},
+		histogram: histogram{
+			buckets:        h.buckets[:0],
+			negativeSpans:  h.negativeSpans[:0],
+			positiveSpans:  h.positiveSpans[:0],
+			negativeDeltas: h.negativeDeltas[:0],
+			positiveDeltas: h.positiveDeltas[:0],
+			negativeCounts: h.negativeCounts[:0],
+			positiveCounts: h.positiveCounts[:0],
+			exemplars:      h.exemplars[:0],
+		},
+	}
+}
+
+// release drops what m's buffers point to (the strings of a body that goes away), keeping the
+// buffers.
+func (m *metric) release() {
+	clear(m.labels[:cap(m.labels)])
+	clear(m.exemplarLabels[:cap(m.exemplarLabels)])
+	h := &m.histogram
+	clear(h.buckets[:cap(h.buckets)])
+	clear(h.exemplars[:cap(h.exemplars)])
+	m.reset()
+}
+
+// fromDTO fills m from a decoded Metric.
+func (m *metric) fromDTO(in *dto.Metric) {
+	m.reset()
+	for _, lp := range in.Label {
+		m.labels = append(m.labels, Label{lp.GetName(), lp.GetValue()})
+	}
+	m.hasTimestamp, m.timestampMs = in.TimestampMs != nil, in.GetTimestampMs()
+	if g := in.Gauge; g != nil {
+		m.hasGauge, m.gauge = true, value{g.GetValue(), g.Value != nil}
+	}
+	if u := in.Untyped; u != nil {
+		m.hasUntyped, m.untyped = true, value{u.GetValue(), u.Value != nil}
+	}
+	if c := in.Counter; c != nil {
+		m.hasCounter = true
+		mc := &m.counter
+		mc.v, mc.hasV = c.GetValue(), c.Value != nil
+		if c.Exemplar != nil {
+			mc.hasExemplar = true
+			m.exemplarFromDTO(&mc.exemplar, c.Exemplar)
+		}
+		if ct := c.CreatedTimestamp; ct != nil {
+			mc.hasCreated, mc.created = true, timestamp{ct.GetSeconds(), ct.GetNanos()}
+		}
+	}
+	if s := in.Summary; s != nil {
+		m.hasSummary = true
+		ms := &m.summary
+		ms.count, ms.hasCount = s.GetSampleCount(), s.SampleCount != nil
+		ms.sum, ms.hasSum = s.GetSampleSum(), s.SampleSum != nil
+		if ct := s.CreatedTimestamp; ct != nil {
+			ms.hasCreated, ms.created = true, timestamp{ct.GetSeconds(), ct.GetNanos()}
+		}
+		for _, q := range s.Quantile {
+			ms.quantiles = append(ms.quantiles, quantile{q: q.GetQuantile(), v: q.GetValue(), hasQ: q != nil && q.Quantile != nil, hasV: q != nil && q.Value != nil})
+		}
+	}
+	if h := in.Histogram; h != nil {
+		m.hasHistogram = true
+		m.histogramFromDTO(&m.histogram, h)
+	}
+}
+
+func (m *metric) histogramFromDTO(h *histogram, in *dto.Histogram) {
+	h.count, h.hasCount = in.GetSampleCount(), in.SampleCount != nil
+	h.countFloat, h.hasCountFloat = in.GetSampleCountFloat(), in.SampleCountFloat != nil
+	h.sum, h.hasSum = in.GetSampleSum(), in.SampleSum != nil
+	h.schema, h.hasSchema = in.GetSchema(), in.Schema != nil
+	h.zeroThreshold, h.hasZeroThreshold = in.GetZeroThreshold(), in.ZeroThreshold != nil
+	h.zeroCount, h.hasZeroCount = in.GetZeroCount(), in.ZeroCount != nil
+	h.zeroCountFloat, h.hasZeroCountFloat = in.GetZeroCountFloat(), in.ZeroCountFloat != nil
+	if ct := in.CreatedTimestamp; ct != nil {
+		h.hasCreated, h.created = true, timestamp{ct.GetSeconds(), ct.GetNanos()}
+	}
+	for _, b := range in.Bucket {
+		h.buckets = append(h.buckets, bucket{})
+		if b == nil {
+			continue
+		}
+		mb := &h.buckets[len(h.buckets)-1]
+		mb.count, mb.hasCount = b.GetCumulativeCount(), b.CumulativeCount != nil
+		mb.countFloat, mb.hasCountFloat = b.GetCumulativeCountFloat(), b.CumulativeCountFloat != nil
+		mb.upper, mb.hasUp = b.GetUpperBound(), b.UpperBound != nil
+		if b.Exemplar != nil {
+			mb.hasExemplar = true
+			m.exemplarFromDTO(&mb.exemplar, b.Exemplar)
+		}
+	}
+	h.negativeSpans = spansFromDTO(h.negativeSpans, in.NegativeSpan)
+	h.positiveSpans = spansFromDTO(h.positiveSpans, in.PositiveSpan)
+	h.negativeDeltas = append(h.negativeDeltas, in.NegativeDelta...)
+	h.positiveDeltas = append(h.positiveDeltas, in.PositiveDelta...)
+	h.negativeCounts = append(h.negativeCounts, in.NegativeCount...)
+	h.positiveCounts = append(h.positiveCounts, in.PositiveCount...)
+	for _, e := range in.Exemplars {
+		h.exemplars = append(h.exemplars, exemplar{})
+		if e != nil {
+			m.exemplarFromDTO(&h.exemplars[len(h.exemplars)-1], e)
+		}
+	}
+}
+
+func spansFromDTO(dst []span, in []*dto.BucketSpan) []span {
+	for _, s := range in {
+		dst = append(dst, span{offset: s.GetOffset(), length: s.GetLength(), hasOffset: s != nil && s.Offset != nil, hasLen: s != nil && s.Length != nil})
+	}
+	return dst
+}
+
+// exemplarFromDTO fills e from in; its labels go to m.exemplarLabels.
+func (m *metric) exemplarFromDTO(e *exemplar, in *dto.Exemplar) {
+	start := len(m.exemplarLabels)
+	for _, lp := range in.Label {
+		m.exemplarLabels = append(m.exemplarLabels, Label{lp.GetName(), lp.GetValue()})
+	}
+	// No room to grow: appending to one exemplar's labels must not overwrite the next's.
+	e.labels = m.exemplarLabels[start:len(m.exemplarLabels):len(m.exemplarLabels)]
+	e.v, e.hasV = in.GetValue(), in.Value != nil
+	if ts := in.Timestamp; ts != nil {
+		e.hasTS, e.ts = true, timestamp{ts.GetSeconds(), ts.GetNanos()}
+	}
+}

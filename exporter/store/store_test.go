@@ -317,3 +317,56 @@ func TestOpenMetricsIsStreamedAndParses(t *testing.T) {
 		t.Fatalf("text exposition: %v", err)
 	}
 }
+
+// TestEncodedPushKeepsNothingOfTheBody: the store reads a protobuf body without copying its
+// strings, so it must clone whatever it keeps. Overwriting the body after the push (accepted or
+// refused) must change nothing the store serves: exposition, group status, refusal messages.
+func TestEncodedPushKeepsNothingOfTheBody(t *testing.T) {
+	s := store.New(store.Options{})
+	k := store.MustKey("job", "alias", "instance", "i")
+	var body bytes.Buffer
+	enc := expfmt.NewEncoder(&body, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	for _, mf := range []*dto.MetricFamily{gauge("a_gauge", 1, "l", "value one"), histogram("b_hist", 3), gauge("c_gauge", 2, "m", "x\"y")} {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := body.Bytes()
+	if _, err := s.Push(store.PushRequest{Key: k, Encoded: b, Replace: true, Client: "192.0.2.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	// A refused push to the group, whose refusal quotes the body's name and label.
+	var bad bytes.Buffer
+	if err := expfmt.NewEncoder(&bad, expfmt.NewFormat(expfmt.TypeProtoDelim)).Encode(gauge("d_gauge", 1, "instance", "contradiction")); err != nil {
+		t.Fatal(err)
+	}
+	rb := bad.Bytes()
+	if _, err := s.Push(store.PushRequest{Key: k, Encoded: rb}); err == nil {
+		t.Fatal("a label contradicting the grouping key was accepted")
+	}
+	snapshot := func() string {
+		var out strings.Builder
+		out.WriteString(text(t, s))
+		var pb bytes.Buffer
+		if err := s.WriteProto(&pb, nil); err != nil {
+			t.Fatal(err)
+		}
+		out.Write(pb.Bytes())
+		for _, g := range s.Groups() {
+			fmt.Fprintf(&out, "%s %q %d\n", g.Key, g.LastError, g.Series)
+		}
+		return out.String()
+	}
+	before := snapshot()
+	if !strings.Contains(before, `a_gauge{instance="i",job="alias",l="value one"} 1`) || !strings.Contains(before, "contradiction") {
+		t.Fatalf("unexpected exposition:\n%s", before)
+	}
+	for _, buf := range [][]byte{b, rb} {
+		for i := range buf {
+			buf[i] = 'Z'
+		}
+	}
+	if after := snapshot(); after != before {
+		t.Fatalf("overwriting the pushed bytes changed the store:\n%s\n---\n%s", before, after)
+	}
+}

@@ -24,7 +24,11 @@ var gzipPool = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
 func Metrics(s store.Store, g prometheus.Gatherer, in *Instrumentation, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		extra := ownMetrics(g, logger)
+		own, err := g.Gather()
+		if err != nil {
+			// Keep serving: a broken own collector must not hide the pushed metrics.
+			logger.Warn("gathering the relay's own metrics", "err", err)
+		}
 		format := negotiate(r.Header)
 		h := w.Header()
 		h.Set("Content-Type", string(format))
@@ -40,14 +44,13 @@ func Metrics(s store.Store, g prometheus.Gatherer, in *Instrumentation, logger *
 			}()
 			out = gz
 		}
-		var err error
 		switch format.FormatType() {
 		case expfmt.TypeProtoDelim:
-			err = s.WriteProto(out, extra)
+			err = s.WriteProto(out, own)
 		case expfmt.TypeTextPlain:
-			err = s.WriteText(out, extra)
+			err = s.WriteText(out, own)
 		default:
-			err = s.WriteOpenMetrics(out, extra, format)
+			err = s.WriteOpenMetrics(out, own, format)
 		}
 		if err != nil {
 			// Headers are gone already; all we can do is log. Prometheus sees a cut body.
@@ -57,20 +60,6 @@ func Metrics(s store.Store, g prometheus.Gatherer, in *Instrumentation, logger *
 			in.scrapeDuration.Observe(time.Since(start).Seconds())
 		}
 	})
-}
-
-// ownMetrics gathers the relay's own metrics and renders them for one scrape.
-func ownMetrics(g prometheus.Gatherer, logger *slog.Logger) *store.Extra {
-	fams, err := g.Gather()
-	if err != nil {
-		// Keep serving: a broken own collector must not hide the pushed metrics.
-		logger.Warn("gathering the relay's own metrics", "err", err)
-	}
-	x, err := store.NewExtra(fams)
-	if err != nil {
-		logger.Warn("rendering the relay's own metrics", "err", err)
-	}
-	return x
 }
 
 // sizedWriter sets Content-Length from the store's size hint, so an uncompressed scrape is sent

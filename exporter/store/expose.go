@@ -87,48 +87,38 @@ func boolFloat(b bool) float64 {
 // with their fresh parts in group order) merged with the extra families (e non-nil) of the same
 // name. Health families (f.health >= 0) are visited while any group exists; their rows are
 // rendered by the writers.
-func (s *MemoryStore) walkLocked(p *plan, extra *Extra, now time.Time, fn func(f *family, fresh []entry, e *extraFamily) error) error {
+func (s *MemoryStore) walkLocked(p *plan, extra []*dto.MetricFamily, now time.Time, fn func(f *family, fresh []entry, e *dto.MetricFamily) error) error {
 	names := s.sortedNamesLocked()
-	var efs []extraFamily
-	if extra != nil {
-		efs = extra.fams
-	}
-	// Mostly every group is fresh: then every part is exposed as it is stored.
-	allFresh := true
-	for _, g := range s.order {
-		if !s.fresh(g, now) {
-			allFresh = false
-			break
-		}
-	}
 	i, j := 0, 0
-	for i < len(names) || j < len(efs) {
+	for i < len(names) || j < len(extra) {
 		var f *family
-		var e *extraFamily
+		var e *dto.MetricFamily
 		switch {
-		case j == len(efs) || (i < len(names) && names[i] < efs[j].name):
+		case j == len(extra) || (i < len(names) && names[i] < extra[j].GetName()):
 			f = s.families[names[i]]
 			i++
-		case i == len(names) || efs[j].name < names[i]:
-			e = &efs[j]
+		case i == len(names) || extra[j].GetName() < names[i]:
+			e = extra[j]
 			j++
 		default:
-			f, e = s.families[names[i]], &efs[j]
+			f, e = s.families[names[i]], extra[j]
 			i++
 			j++
 		}
-		var fresh []entry
-		if f != nil {
-			fresh = f.parts
-			if !allFresh {
-				fresh = p.fresh[:0]
-				for _, en := range f.parts {
-					if s.fresh(en.g, now) {
-						fresh = append(fresh, en)
-					}
-				}
-				p.fresh = fresh
+		if e != nil && len(e.Metric) == 0 {
+			e = nil
+			if f == nil {
+				continue
 			}
+		}
+		fresh := p.fresh[:0]
+		if f != nil {
+			for _, en := range f.parts {
+				if s.fresh(en.g, now) {
+					fresh = append(fresh, en)
+				}
+			}
+			p.fresh = fresh
 			if len(fresh) == 0 && e == nil && (f.health < 0 || len(s.order) == 0) {
 				continue
 			}
@@ -148,8 +138,10 @@ func (s *MemoryStore) walkLocked(p *plan, extra *Extra, now time.Time, fn func(f
 type plan struct {
 	chunks [][]byte
 	arena  []byte
-	fresh  []entry // scratch of walkLocked
-	out    []byte  // copy buffer of writeTo
+	fresh  []entry      // scratch of walkLocked
+	tmp    bytes.Buffer // scratch for the relay's own families
+	tmpb   []byte       // scratch for protobuf encodings
+	out    []byte       // copy buffer of writeTo
 }
 
 var planPool = sync.Pool{New: func() any { return &plan{} }}
@@ -159,6 +151,7 @@ func (p *plan) reset() {
 	p.chunks = p.chunks[:0]
 	p.arena = p.arena[:0]
 	clear(p.fresh[:cap(p.fresh)])
+	p.tmp.Reset()
 }
 
 // grab returns an empty slice with room for n bytes that later grabs won't overwrite.
@@ -227,15 +220,25 @@ func (p *plan) writeTo(w io.Writer) error {
 	return nil
 }
 
+// copyTmp keeps a copy of p.tmp's contents from offset off as a chunk.
+func (p *plan) copyTmp(off int) {
+	b := p.tmp.Bytes()[off:]
+	p.keep(append(p.grab(len(b)), b...))
+}
+
 // WriteText implements Store: the Prometheus text format, version 0.0.4.
-func (s *MemoryStore) WriteText(w io.Writer, extra *Extra) error {
+func (s *MemoryStore) WriteText(w io.Writer, extra []*dto.MetricFamily) error {
 	p := planPool.Get().(*plan)
 	defer func() { p.reset(); planPool.Put(p) }()
 	s.mu.RLock()
 	now := s.now()
-	err := s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *extraFamily) error {
+	err := s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *dto.MetricFamily) error {
 		if f == nil {
-			p.chunks = append(p.chunks, e.text)
+			p.tmp.Reset()
+			if _, err := expfmt.MetricFamilyToText(&p.tmp, e); err != nil {
+				return err
+			}
+			p.copyTmp(0)
 			return nil
 		}
 		p.chunks = append(p.chunks, f.textHeader)
@@ -248,7 +251,12 @@ func (s *MemoryStore) WriteText(w io.Writer, extra *Extra) error {
 		if e != nil {
 			// e's sample lines without its HELP and TYPE lines (the stored family's header
 			// is written above).
-			p.chunks = append(p.chunks, e.text[e.samples:])
+			p.tmp.Reset()
+			if _, err := expfmt.MetricFamilyToText(&p.tmp, &dto.MetricFamily{Name: e.Name, Type: e.Type, Metric: e.Metric}); err != nil {
+				return err
+			}
+			off := bytes.IndexByte(p.tmp.Bytes(), '\n') + 1
+			p.copyTmp(off)
 		}
 		return nil
 	})
@@ -300,7 +308,7 @@ func (s *MemoryStore) protoHealthLocked(p *plan, f *family, now time.Time) int {
 }
 
 // WriteProto implements Store: length-delimited io.prometheus.client.MetricFamily messages.
-func (s *MemoryStore) WriteProto(w io.Writer, extra *Extra) error {
+func (s *MemoryStore) WriteProto(w io.Writer, extra []*dto.MetricFamily) error {
 	p := planPool.Get().(*plan)
 	defer func() { p.reset(); planPool.Put(p) }()
 	if err := s.protoPlan(p, extra, nil); err != nil {
@@ -320,16 +328,22 @@ type familyChunks struct {
 
 // protoPlan fills p with the protobuf exposition; with fams non-nil it also records where each
 // family is.
-func (s *MemoryStore) protoPlan(p *plan, extra *Extra, fams *[]familyChunks) error {
+func (s *MemoryStore) protoPlan(p *plan, extra []*dto.MetricFamily, fams *[]familyChunks) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	now := s.now()
-	return s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *extraFamily) error {
+	return s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *dto.MetricFamily) error {
+		var err error
 		start := len(p.chunks)
 		if f == nil {
-			p.chunks = append(p.chunks, e.whole)
+			if p.tmpb, err = marshalOpts.MarshalAppend(p.tmpb[:0], e); err != nil {
+				return err
+			}
+			out := p.grab(len(p.tmpb) + binaryMaxVarintLen)
+			out = protowire.AppendVarint(out, uint64(len(p.tmpb)))
+			p.keep(append(out, p.tmpb...))
 			if fams != nil {
-				*fams = append(*fams, familyChunks{name: e.name, typ: e.typ, start: start, end: len(p.chunks), whole: true})
+				*fams = append(*fams, familyChunks{name: e.GetName(), typ: e.GetType(), start: start, end: len(p.chunks), whole: true})
 			}
 			return nil
 		}
@@ -346,8 +360,16 @@ func (s *MemoryStore) protoPlan(p *plan, extra *Extra, fams *[]familyChunks) err
 			size += s.protoHealthLocked(p, f, now)
 		}
 		if e != nil {
-			p.chunks = append(p.chunks, e.metrics)
-			size += len(e.metrics)
+			for _, m := range e.Metric {
+				if p.tmpb, err = marshalOpts.MarshalAppend(p.tmpb[:0], m); err != nil {
+					return err
+				}
+				b := p.grab(1 + binaryMaxVarintLen + len(p.tmpb))
+				b = protowire.AppendTag(b, 4, protowire.BytesType)
+				b = protowire.AppendBytes(b, p.tmpb)
+				p.keep(b)
+				size += len(b)
+			}
 		}
 		b := protowire.AppendVarint(p.grab(binaryMaxVarintLen), uint64(size))
 		p.arena = p.arena[:len(p.arena)+len(b)]
@@ -372,7 +394,7 @@ const openMetricsBatch = 1 << 20
 // go_memstats_alloc_bytes_total, in every Go program) would repeat X's metadata and make the
 // exposition unparseable. Such counters are sent as unknown-typed X_total: same samples, same
 // series names, one family each.
-func (s *MemoryStore) WriteOpenMetrics(w io.Writer, extra *Extra, format expfmt.Format) error {
+func (s *MemoryStore) WriteOpenMetrics(w io.Writer, extra []*dto.MetricFamily, format expfmt.Format) error {
 	p := planPool.Get().(*plan)
 	defer func() { p.reset(); planPool.Put(p) }()
 	var fams []familyChunks
@@ -447,6 +469,8 @@ func (s *MemoryStore) WriteOpenMetrics(w io.Writer, extra *Extra, format expfmt.
 	_, err := w.Write(out.Bytes())
 	return err
 }
+
+var marshalOpts = proto.MarshalOptions{}
 
 const binaryMaxVarintLen = 10
 

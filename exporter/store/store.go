@@ -40,10 +40,10 @@ type Store interface {
 	// groups it does not hold.
 	Usage() Usage
 	// WriteText, WriteProto and WriteOpenMetrics expose every fresh group's samples merged by
-	// family with extra (the relay's own metrics; may be nil) and the groups' health series.
-	WriteText(w io.Writer, extra *Extra) error
-	WriteProto(w io.Writer, extra *Extra) error
-	WriteOpenMetrics(w io.Writer, extra *Extra, format expfmt.Format) error
+	// family with extra (the relay's own metrics, sorted by name) and the groups' health series.
+	WriteText(w io.Writer, extra []*dto.MetricFamily) error
+	WriteProto(w io.Writer, extra []*dto.MetricFamily) error
+	WriteOpenMetrics(w io.Writer, extra []*dto.MetricFamily, format expfmt.Format) error
 }
 
 // PushRequest is one push for the group key: its families, decoded (Families) or encoded

@@ -142,6 +142,17 @@ func (m *metric) release() {
 	m.reset()
 }
 
+// large reports whether m's buffers grew past what ordinary metrics need (a histogram of a
+// million buckets, which the series limit refuses only once it is decoded): such buffers are
+// not worth keeping for the next push.
+func (m *metric) large() bool {
+	const most = 1 << 14
+	h := &m.histogram
+	return cap(m.labels) > most || cap(m.exemplarLabels) > most || cap(m.summary.quantiles) > most ||
+		cap(h.buckets) > most || cap(h.exemplars) > most || cap(h.negativeSpans) > most || cap(h.positiveSpans) > most ||
+		cap(h.negativeDeltas) > most || cap(h.positiveDeltas) > most || cap(h.negativeCounts) > most || cap(h.positiveCounts) > most
+}
+
 // fromDTO fills m from a decoded Metric.
 func (m *metric) fromDTO(in *dto.Metric) {
 	m.reset()

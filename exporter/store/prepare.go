@@ -247,6 +247,12 @@ func (sc *scratch) release() {
 	if cap(sc.text) > 4<<20 || cap(sc.proto) > 4<<20 || cap(sc.hashes) > 1<<20 {
 		sc.text, sc.proto, sc.hashes = nil, nil, nil
 	}
+	if cap(sc.encoded) > 1<<16 || cap(sc.families) > 1<<12 || cap(sc.lbl) > 1<<16 {
+		sc.encoded, sc.families, sc.lbl = nil, nil, nil
+	}
+	if sc.m.large() {
+		sc.m = metric{}
+	}
 	scratchPool.Put(sc)
 }
 

@@ -62,8 +62,66 @@ func FuzzDecodeFamily(f *testing.F) {
 			if !bytes.Equal(got, wantB) {
 				t.Fatalf("metric %d renders\n%q\nwant\n%q", i, got, wantB)
 			}
+			// The protobuf rendering holds what proto.Unmarshal read, unknown fields aside.
+			rendered, wantMetric := sameMessage(t, appendMetricProto(nil, views[i].labels, &views[i]), want.Metric[i])
+			if !bytes.Equal(rendered, wantMetric) {
+				t.Fatalf("metric %d: the rendering decodes to\n%x\nproto.Unmarshal read\n%x", i, rendered, wantMetric)
+			}
 		}
 	})
+}
+
+// sameMessage returns the Metric of field (a MetricFamily's field 4, as rendered) and want, both
+// without unknown fields and with every LabelPair's name and value present (the rendering always
+// writes both), in a deterministic encoding: equal bytes, same message, NaN included.
+func sameMessage(t *testing.T, field []byte, want *dto.Metric) ([]byte, []byte) {
+	t.Helper()
+	var fam dto.MetricFamily
+	if err := proto.Unmarshal(field, &fam); err != nil || len(fam.Metric) != 1 {
+		t.Fatalf("the rendering does not decode to one metric: %v, %x", err, field)
+	}
+	wb, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w dto.Metric
+	if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(wb, &w); err != nil {
+		t.Fatal(err)
+	}
+	present := func(ls []*dto.LabelPair) {
+		for _, l := range ls {
+			if l.Name == nil {
+				l.Name = proto.String("")
+			}
+			if l.Value == nil {
+				l.Value = proto.String("")
+			}
+		}
+	}
+	present(w.Label)
+	if c := w.Counter; c != nil && c.Exemplar != nil {
+		present(c.Exemplar.Label)
+	}
+	if h := w.Histogram; h != nil {
+		for _, b := range h.Bucket {
+			if b.Exemplar != nil {
+				present(b.Exemplar.Label)
+			}
+		}
+		for _, e := range h.Exemplars {
+			present(e.Label)
+		}
+	}
+	det := proto.MarshalOptions{Deterministic: true}
+	got, err := det.Marshal(fam.Metric[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantB, err := det.Marshal(&w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, wantB
 }
 
 // renderAll renders m in protobuf and, for every type whose value it carries, in the text format.

@@ -227,14 +227,19 @@ func (r *Relay) CheckPersistence() error {
 // groups until ctx is done. Sweeping frees the memory of expired groups even when nobody pushes
 // or scrapes; expiry itself does not depend on it: the exposition never shows a group older
 // than the TTL.
-func (r *Relay) Run(ctx context.Context) {
+func (r *Relay) Run(ctx context.Context) { r.Start(ctx)() }
+
+// Start does what Run does in the background and returns at once, with a function that waits
+// until ctx is done and the work stopped. Start before serving Handler: a source registered
+// through the API is then answered after its first scrape, as the API promises.
+func (r *Relay) Start(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
-	wg.Go(func() { r.Sources.Run(ctx) })
+	wg.Go(r.Sources.Start(ctx))
 	if r.persister != nil {
 		wg.Go(func() { r.persister.Run(ctx) })
 	}
-	r.sweep(ctx)
-	wg.Wait()
+	wg.Go(func() { r.sweep(ctx) })
+	return wg.Wait
 }
 
 // Close saves the persistence file a last time. Call it once the HTTP server has stopped

@@ -488,18 +488,27 @@ func (s *source) status() Status {
 }
 
 // Run scrapes every source until ctx is done, then stops every loop.
-func (m *Manager) Run(ctx context.Context) {
+func (m *Manager) Run(ctx context.Context) { m.Start(ctx)() }
+
+// Start starts scraping every source, and every source added from now on, until ctx is done. It
+// returns at once: the manager runs from then on, so a Put or PutJSON that waits for a source's
+// first scrape gets it. The function it returns waits until ctx is done and every loop stopped.
+func (m *Manager) Start(ctx context.Context) (wait func()) {
 	m.mu.Lock()
 	if m.ctx != nil {
 		m.mu.Unlock()
-		panic("sources: Manager.Run called twice")
+		panic("sources: Manager started twice")
 	}
 	m.ctx = ctx
 	for _, s := range m.sources {
 		m.startLocked(ctx, s)
 	}
 	m.mu.Unlock()
-	<-ctx.Done()
+	return func() { <-ctx.Done(); m.stopAll() }
+}
+
+// stopAll stops every source's loop and waits for it.
+func (m *Manager) stopAll() {
 	m.mu.Lock()
 	srcs := make([]*source, 0, len(m.sources))
 	for _, s := range m.sources {

@@ -35,15 +35,10 @@ func newManager(t *testing.T, opts Options) (*Manager, *store.MemoryStore) {
 func run(t *testing.T, m *Manager) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	wait := m.Start(ctx)
 	done := make(chan struct{})
-	go func() { m.Run(ctx); close(done) }()
+	go func() { wait(); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	// Run has started once it holds the context.
-	promtest.Eventually(t, 5*time.Second, "the manager running", func() bool {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.ctx != nil
-	})
 }
 
 // endpoint serves a gauge, to the holder of token when one is set, and records what it saw.

@@ -45,11 +45,12 @@ func StartAt(t testing.TB, addr string, cfg relay.Config) *Server {
 		t.Fatal(err)
 	}
 	r := relay.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := r.Start(ctx) // before serving, as the command does
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
 	srv := &http.Server{Handler: r.Handler()}
 	go srv.Serve(ln)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
 	var once sync.Once
 	s := &Server{Relay: r, URL: "http://" + ln.Addr().String(), Logs: logs}
 	s.stop = func() {

@@ -184,7 +184,8 @@ func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, tokens b
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go r.Run(ctx)
+	wait := r.Start(ctx) // before serving: the sources API answers after a first scrape
+	go wait()
 
 	errc := make(chan error, 1)
 	go func() { errc <- web.ServeMultiple(listeners, srv, webCfg, logger) }()

@@ -41,7 +41,7 @@ run: build ## Start the relay on :9091 with defaults.
 TEST_TIMEOUT ?= 30m
 
 .PHONY: test
-test: lint check-generated ## Unit and integration tests of every module, lint, generated files in sync (~27 min with cold caches).
+test: lint check-generated ## Unit and integration tests of every module, lint, generated files in sync (~15.5 min with cold caches).
 	@for m in $(MODULES); do \
 	  race=; case " $(RACE_MODULES) " in *" $$m "*) race=-race;; esac; \
 	  if [ -f $$m/go.mod ]; then echo ">> go test $$race ($$m)"; (cd $$m && $(GO) test $$race -count=1 -timeout $(TEST_TIMEOUT) ./...); fi; \
@@ -156,7 +156,7 @@ E2E_TOOLS   := $(E2E_BIN)/kine-$(E2E_KINE_VERSION)/kine \
                $(E2E_BIN)/prometheus-$(E2E_PROMETHEUS_VERSION)/prometheus
 
 .PHONY: e2e-tools
-e2e-tools: $(E2E_TOOLS) ## Build the e2e's real binaries once (kine, Kubernetes, Traefik, Prometheus; ~30 min cold on 2 cores).
+e2e-tools: $(E2E_TOOLS) ## Build the e2e's real binaries once (kine, Kubernetes, Traefik, Prometheus; ~19 min cold on 2 cores).
 
 $(E2E_BIN)/kine-%/kine:
 	test/e2e/tools/build.sh kine

@@ -124,6 +124,11 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily, encoded []b
 		if err != nil {
 			return nil, invalid("protobuf body: message %d: %s", i, err)
 		}
+		if len(metrics) == first {
+			// Nothing to store (add skips it too): not kept, so that a body of a million empty
+			// messages costs no memory for them.
+			continue
+		}
 		ins = append(ins, familyIn{name: h.name, help: h.help, typ: dto.MetricType(h.typ), n: len(metrics) - first, first: first, message: i})
 	}
 	sc.families = ins

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -368,5 +369,31 @@ func TestEncodedPushKeepsNothingOfTheBody(t *testing.T) {
 	}
 	if after := snapshot(); after != before {
 		t.Fatalf("overwriting the pushed bytes changed the store:\n%s\n---\n%s", before, after)
+	}
+}
+
+// A protobuf body of empty MetricFamily messages (one zero byte each: 4 MiB of zeros gzip to
+// about 4 KB) is a push of nothing, and must cost memory for nothing either: the store keeps
+// no trace of messages without metrics while it prepares the push.
+func TestEncodedPushOfEmptyMessagesCostsNoMemory(t *testing.T) {
+	s := store.New(store.Options{})
+	k := store.MustKey("job", "empty", "instance", "i")
+	var legit bytes.Buffer
+	if err := expfmt.NewEncoder(&legit, expfmt.NewFormat(expfmt.TypeProtoDelim)).Encode(gauge("kept", 1, "l", "v")); err != nil {
+		t.Fatal(err)
+	}
+	body := append(make([]byte, 1<<20), legit.Bytes()...) // a million empty messages, then one family
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := s.Push(store.PushRequest{Key: k, Encoded: body, Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+		t.Errorf("a push of a million empty messages allocated %d bytes; want under 4 MiB", got)
+	}
+	if out := text(t, s); !strings.Contains(out, `kept{instance="i",job="empty",l="v"} 1`) {
+		t.Errorf("the family after the empty messages is missing:\n%s", out)
 	}
 }

@@ -233,6 +233,8 @@ type Persister struct {
 	Groups Groups
 	Now    func() time.Time
 	Logger *slog.Logger
+
+	lock *os.File // held from Lock to Unlock
 }
 
 // tempPattern is the name of a save in progress, in the file's directory.

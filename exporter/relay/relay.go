@@ -116,8 +116,39 @@ type Relay struct {
 	restored  restoreSummary
 }
 
-// New builds a relay from cfg and restores its persistence file, if any.
+// New builds a relay from cfg and restores its persistence file, if any, without taking the
+// file's lock: for tests and tools. A process that serves uses Open.
 func New(cfg Config) *Relay {
+	r := build(cfg)
+	r.load()
+	return r
+}
+
+// LockWait is how long Open waits for the persistence file's lock: longer than the bundle's
+// grace period (60 s), in which the pod being replaced saves its last state.
+const LockWait = 2 * time.Minute
+
+// Open builds a relay from cfg that owns its persistence file, if any: it makes sure the file
+// can be written, waits up to LockWait (or until ctx is done) for the lock another relay on the
+// same file may hold, then restores the file. Close saves it a last time and releases the lock.
+func Open(ctx context.Context, cfg Config) (*Relay, error) {
+	r := build(cfg)
+	if r.persister != nil {
+		if err := r.persister.Check(); err != nil {
+			return nil, err
+		}
+		lctx, cancel := context.WithTimeout(ctx, LockWait)
+		defer cancel()
+		if err := r.persister.Lock(lctx); err != nil {
+			return nil, err
+		}
+	}
+	r.load()
+	return r, nil
+}
+
+// build makes the relay's parts and routes; load then fills the store.
+func build(cfg Config) *Relay {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -160,12 +191,6 @@ func New(cfg Config) *Relay {
 			Sources: r.sourcesState, Groups: st.Snapshot, Now: cfg.Now, Logger: cfg.Logger,
 		}
 	}
-	r.restore()
-	for name, spec := range cfg.Sources {
-		if _, err := srcs.Put(name, spec, "flag", false); err != nil {
-			cfg.Logger.Error("pull source not registered", "pull_source", name, "err", err)
-		}
-	}
 
 	lim := api.Limits{
 		MaxBodyBytes: cfg.MaxBodyBytes, MaxSeries: cfg.Limits.MaxSeriesPerGroup,
@@ -196,6 +221,17 @@ func New(cfg Config) *Relay {
 	return r
 }
 
+// load restores the persistence file, then registers the flags' sources (a flag wins over a
+// source of the same name the file brought back).
+func (r *Relay) load() {
+	r.restore()
+	for name, spec := range r.cfg.Sources {
+		if _, err := r.Sources.Put(name, spec, "flag", false); err != nil {
+			r.cfg.Logger.Error("pull source not registered", "pull_source", name, "err", err)
+		}
+	}
+}
+
 // LimitBodyBytes names the push body limit in Config.LimitNames (the store has no say in it).
 const LimitBodyBytes store.Limit = "max-body-bytes"
 
@@ -213,15 +249,6 @@ var LimitFlags = map[store.Limit]string{
 
 // Handler serves every route of the relay.
 func (r *Relay) Handler() http.Handler { return r.handler }
-
-// CheckPersistence reports a persistence file that can't be written (its directory missing or
-// read-only), so that the command refuses to start instead of failing at the first save.
-func (r *Relay) CheckPersistence() error {
-	if r.persister == nil {
-		return nil
-	}
-	return r.persister.Check()
-}
 
 // Run scrapes the pull sources, saves the persistence file at its interval and sweeps expired
 // groups until ctx is done. Sweeping frees the memory of expired groups even when nobody pushes
@@ -242,12 +269,13 @@ func (r *Relay) Start(ctx context.Context) (wait func()) {
 	return wg.Wait
 }
 
-// Close saves the persistence file a last time. Call it once the HTTP server has stopped
-// accepting pushes, so that the last ones are kept.
+// Close saves the persistence file a last time and releases its lock. Call it once the HTTP
+// server has stopped accepting pushes, so that the last ones are kept.
 func (r *Relay) Close() error {
 	if r.persister == nil {
 		return nil
 	}
+	defer r.persister.Unlock()
 	if err := r.persister.Save(); err != nil {
 		return err
 	}

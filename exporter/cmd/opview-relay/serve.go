@@ -20,6 +20,7 @@ import (
 
 	"github.com/opview/opview/exporter/api"
 	"github.com/opview/opview/exporter/auth"
+	"github.com/opview/opview/exporter/persist"
 	"github.com/opview/opview/exporter/relay"
 	"github.com/opview/opview/exporter/store"
 )
@@ -48,7 +49,7 @@ func serveCommand(app *kingpin.Application) command {
 	helpLen := cmd.Flag("push.help-length-limit", "Longest HELP text of a pushed family, in bytes. 0: no limit.").
 		Default(fmt.Sprint(relay.DefaultHelpLengthLimit)).Int()
 	srcs := addSourceFlags(cmd)
-	persistenceFile := cmd.Flag("persistence.file", "File that keeps the groups (and the sources added through the API) across restarts; its directory must exist. Empty: keep nothing.").PlaceHolder("FILE").String()
+	persistenceFile := cmd.Flag("persistence.file", "File that keeps the groups (and the sources added through the API) across restarts; its directory must exist. One relay at a time owns it, through FILE.lock: a second one waits up to "+relay.LockWait.String()+" for the first to stop. Empty: keep nothing.").PlaceHolder("FILE").String()
 	persistenceInterval := durationFlag(cmd, "persistence.interval", "How often the persistence file is written (also on shutdown). 0: only on shutdown.",
 		relay.DefaultPersistenceInterval)
 	writeTokenFile := cmd.Flag("web.write-token-file", "File with the token(s), one per line, that pushes, deletes and the sources API need (Authorization: Bearer <token>, or basic auth with the token as password). Reads stay open. Empty: writes are open to anyone who reaches the relay, and the sources API is off.").PlaceHolder("FILE").String()
@@ -102,8 +103,15 @@ func serveCommand(app *kingpin.Application) command {
 			cfg.WriteTokens = t
 		}
 		cfg.Settings = settings(cmd, limits, *maxBody)
-		r := relay.New(cfg)
-		if err := r.CheckPersistence(); err != nil {
+		r, err := relay.Open(ctx, cfg)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			logger.Info("stopped before serving, while waiting for the persistence file's lock")
+			return 0
+		case errors.Is(err, persist.ErrLocked):
+			logger.Error("--persistence.file: " + err.Error())
+			return 1
+		case err != nil:
 			return usageError(logger, "--persistence.file: "+err.Error())
 		}
 		return serve(ctx, r, webCfg, cfg.WriteTokens != nil, proxyTrust, logger)

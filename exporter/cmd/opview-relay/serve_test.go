@@ -40,13 +40,21 @@ func freeAddr(t *testing.T) string {
 // does, expecting a clean exit), waits for it to be ready and returns its base URL and log.
 func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
 	t.Helper()
+	url, logs, done := startServeNoWait(t, append([]string{"serve"}, args...))
+	waitReady(t, url, done, logs)
+	return url, logs
+}
+
+// startServeNoWait runs the command line args on a free address until the test ends (then
+// stops it as SIGTERM does, expecting a clean exit) and returns its base URL, its log, and
+// the channel its exit code comes on if it stops before.
+func startServeNoWait(t *testing.T, args []string) (string, *promtest.Buffer, <-chan int) {
+	t.Helper()
 	addr := freeAddr(t)
 	logs := &promtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve", "--web.listen-address=" + addr}, args...), io.Discard, logs)
-	}()
+	go func() { done <- run(ctx, append(args, "--web.listen-address="+addr), io.Discard, logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -58,8 +66,13 @@ func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
 			t.Error("relay did not shut down")
 		}
 	})
-	url := "http://" + addr
-	promtest.Eventually(t, time.Minute, "the relay to be ready", func() bool {
+	return "http://" + addr, logs, done
+}
+
+// waitReady waits for the relay at url to answer /-/ready, failing if it exits first.
+func waitReady(t *testing.T, url string, done <-chan int, logs *promtest.Buffer) {
+	t.Helper()
+	promtest.Eventually(t, time.Minute, url+" to be ready", func() bool {
 		select {
 		case code := <-done:
 			t.Fatalf("relay exited %d:\n%s", code, logs.String())
@@ -72,7 +85,6 @@ func startServe(t *testing.T, args ...string) (string, *promtest.Buffer) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return url, logs
 }
 
 // TestSlowScrapeReaderIsCutOff: a client that requests /metrics and never reads is cut off after
@@ -282,4 +294,83 @@ func TestServeSourcesTokenPersistence(t *testing.T) {
 	if err != nil || len(groups) != 1 || groups[0].Labels["job"] != "lan" {
 		t.Fatalf("state saved on shutdown: %+v %v", groups, err)
 	}
+}
+
+// TestReplacementWaitsForThePersistenceFile is what deleting the relay's pod does: the
+// replacement starts on the same volume while the relay it replaces still runs. It waits for the
+// file's lock, so the groups pushed to the old relay until its last moment come back; without the
+// lock it would have restored a file without them and later saved over theirs.
+func TestReplacementWaitsForThePersistenceFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "state")
+	args := []string{"serve", "--persistence.file=" + file, "--persistence.interval=0"}
+
+	oldURL := "http://" + freeAddr(t)
+	oldLogs := &promtest.Buffer{}
+	octx, ocancel := context.WithCancel(context.Background())
+	defer ocancel()
+	odone := make(chan int, 1)
+	go func() {
+		odone <- run(octx, append(args, "--web.listen-address="+strings.TrimPrefix(oldURL, "http://")), io.Discard, oldLogs)
+	}()
+	waitReady(t, oldURL, odone, oldLogs)
+	putGroup(t, oldURL, "before")
+
+	newURL, newLogs, newDone := startServeNoWait(t, args)
+	promtest.Eventually(t, time.Minute, "the new relay to wait for the lock (or, without one, to serve)", func() bool {
+		if strings.Contains(newLogs.String(), "waiting for it") {
+			return true
+		}
+		resp, err := http.Get(newURL + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	putGroup(t, oldURL, "late") // after the new relay started: only the lock keeps it
+
+	ocancel()
+	if code := <-odone; code != 0 {
+		t.Fatalf("old relay exit %d:\n%s", code, oldLogs.String())
+	}
+	waitReady(t, newURL, newDone, newLogs)
+	body := get(t, newURL+"/metrics")
+	for _, job := range []string{"before", "late"} {
+		if !strings.Contains(body, `job="`+job+`"`) {
+			t.Errorf("the new relay lost group %s pushed to the old one:\n%s", job, newLogs.String())
+		}
+	}
+	if !strings.Contains(newLogs.String(), "lock taken") {
+		t.Errorf("the new relay does not say it took the lock:\n%s", newLogs.String())
+	}
+}
+
+func putGroup(t *testing.T, url, job string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, url+"/metrics/job/"+job, strings.NewReader("# TYPE witness gauge\nwitness 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("push %s: HTTP %d", job, resp.StatusCode)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -162,13 +162,13 @@ func (s *multiNode) enableRemoteWrite(t *testing.T) {
 	must(t, sigsyaml.Unmarshal(raw, &set))
 	s.rwCluster = set.ExternalLabels["cluster"]
 	if s.rwCluster == "" || len(set.RemoteWrite) != 1 {
-		t.Fatalf("remote-write.yml: want external_labels.cluster and one remote_write entry, got %+v", set)
+		framework.Fatalf(t, "remote-write.yml: want external_labels.cluster and one remote_write entry, got %+v", set)
 	}
 	rw := set.RemoteWrite[0]
 	auth, _ := rw["basic_auth"].(map[string]any)
 	s.rwUser, _ = auth["username"].(string)
 	if s.rwUser == "" {
-		t.Fatalf("remote-write.yml: the e2e expects basic_auth with a username, got %v", rw["basic_auth"])
+		framework.Fatalf(t, "remote-write.yml: the e2e expects basic_auth with a username, got %v", rw["basic_auth"])
 	}
 	rw["url"] = "http://" + receiverAddr + "/api/v1/write"
 	settings, err := sigsyaml.Marshal(set)
@@ -185,14 +185,14 @@ func (s *multiNode) enableRemoteWrite(t *testing.T) {
 	must(t, err)
 	const list = "components:\n  - ../site\n"
 	if strings.Count(string(k), list) != 1 {
-		t.Fatalf("deploy/k3s/kustomization.yaml: no %q to add the component to", list)
+		framework.Fatalf(t, "deploy/k3s/kustomization.yaml: no %q to add the component to", list)
 	}
 	must(t, os.WriteFile(kust, []byte(strings.Replace(string(k), list, list+"  - components/remote-write\n", 1)), 0o644))
 	s.b.K3s = s.b.Kustomize(t, "deploy/k3s")
 	if !slices.ContainsFunc(s.b.K3s, func(o *unstructured.Unstructured) bool {
 		return o.GetKind() == "Secret" && strings.HasPrefix(o.GetName(), "prometheus-remote-write")
 	}) {
-		t.Fatal("the rendered bundle has no prometheus-remote-write Secret: the component is not in")
+		framework.Fatal(t, "the rendered bundle has no prometheus-remote-write Secret: the component is not in")
 	}
 }
 
@@ -234,7 +234,7 @@ func (s *multiNode) apply(t *testing.T) {
 	hcc, err := framework.DecodeYAMLFiles(filepath.Join(s.b.Root, "deploy/traefik/traefik-config-haproxy.yaml"))
 	must(t, err)
 	if len(hcc) != 1 || hcc[0].GetKind() != "HelmChartConfig" {
-		t.Fatal("deploy/traefik/traefik-config-haproxy.yaml: want exactly one HelmChartConfig")
+		framework.Fatal(t, "deploy/traefik/traefik-config-haproxy.yaml: want exactly one HelmChartConfig")
 	}
 	values, _, _ := unstructured.NestedString(hcc[0].Object, "spec", "valuesContent")
 	values, err = setLoadBalancers(values, haproxyIP+"/32")
@@ -266,7 +266,7 @@ func (s *multiNode) apply(t *testing.T) {
 		{"the Traefik chart's RBAC", func() error { return s.c.ApplyIn(ctx, "kube-system", rbac) }},
 	} {
 		if err := st.do(); err != nil {
-			t.Fatalf("%s: %v", st.name, err)
+			framework.Fatalf(t, "%s: %v", st.name, err)
 		}
 	}
 }
@@ -314,7 +314,7 @@ func (s *multiNode) startNodes(t *testing.T) {
 	for _, ep := range []string{"web", "websecure", "relay"} {
 		want := "--entryPoints." + ep + ".proxyProtocol.trustedIPs=" + haproxyIP + "/32"
 		if !slices.Contains(args, want) {
-			t.Errorf("the chart rendered from traefik-config-haproxy.yaml lacks %s", want)
+			framework.Errorf(t, "the chart rendered from traefik-config-haproxy.yaml lacks %s", want)
 		}
 	}
 	token, err := s.c.TraefikToken(ctx, pod)
@@ -355,7 +355,7 @@ func (s *multiNode) startNodes(t *testing.T) {
 	for _, f := range haproxycfg.BundleFrontends() {
 		p, ok := s.nodes[0].traefik.Ports[f.Name]
 		if !ok {
-			t.Fatalf("HAProxy frontend %s: the Traefik container has no port %s", f.Name, f.Name)
+			framework.Fatalf(t, "HAProxy frontend %s: the Traefik container has no port %s", f.Name, f.Name)
 		}
 		f.NodePort = int(p)
 		cfg.Frontends = append(cfg.Frontends, f)
@@ -378,14 +378,14 @@ func (s *multiNode) realAddress(t *testing.T) {
 		from := s.pushLands(t)
 		got := s.statusFrom(t)
 		if got != from {
-			t.Fatalf("push %d came from %s; the relay's status page shows %q (HAProxy is %s, the nodes' Traefik %s and %s)",
+			framework.Fatalf(t, "push %d came from %s; the relay's status page shows %q (HAProxy is %s, the nodes' Traefik %s and %s)",
 				s.seq, from, got, haproxyIP, s.nodes[0].podIP, s.nodes[1].podIP)
 		}
 	}
 	after := s.relaySessions(t)
 	for _, n := range s.nodes {
 		if after[n.name] <= before[n.name] {
-			t.Errorf("HAProxy sent no push to %s (sessions %d, then %d)", n.name, before[n.name], after[n.name])
+			framework.Errorf(t, "HAProxy sent no push to %s (sessions %d, then %d)", n.name, before[n.name], after[n.name])
 		}
 	}
 	t.Logf("4 pushes from %s through HAProxy, the relay saw each one's own address and port; sessions per node: %v", clientIP, after)
@@ -412,7 +412,7 @@ func (s *multiNode) failover(t *testing.T) {
 	}
 	after := s.relaySessions(t)
 	if after[dead.name] != before[dead.name] || after[s.nodes[1].name] < before[s.nodes[1].name]+4 {
-		t.Errorf("after %s was taken out, 4 pushes: sessions %v, then %v; want all on %s", dead.name, before, after, s.nodes[1].name)
+		framework.Errorf(t, "after %s was taken out, 4 pushes: sessions %v, then %v; want all on %s", dead.name, before, after, s.nodes[1].name)
 	}
 
 	// The dashboards, through HAProxy's web frontend and the node left: the pushed value and every
@@ -442,7 +442,7 @@ func (s *multiNode) failover(t *testing.T) {
 		framework.WaitFor(t, fmt.Sprintf("relay dashboard panel %q for %s", pq.Panel, pushJob), 2*time.Minute, s.prom.HasSeries(pq.Expr))
 	}
 	if n == 0 {
-		t.Fatal("no relay dashboard query selects the pushed group: the dashboard's group variable changed?")
+		framework.Fatal(t, "no relay dashboard query selects the pushed group: the dashboard's group variable changed?")
 	}
 	t.Logf("after the kill: %s = %d through HAProxy, and %d relay dashboard queries of the group return data", q, s.seq, n)
 }
@@ -481,16 +481,16 @@ func (s *multiNode) pushLands(t *testing.T) string {
 	req.Header.Set("Authorization", "Bearer "+s.b.RelayToken)
 	resp, err := s.http.Do(req)
 	if err != nil {
-		t.Fatalf("push %d through HAProxy: %v", s.seq, err)
+		framework.Fatalf(t, "push %d through HAProxy: %v", s.seq, err)
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_ = resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		t.Fatalf("push %d through HAProxy: HTTP %d %q", s.seq, resp.StatusCode, body)
+		framework.Fatalf(t, "push %d through HAProxy: HTTP %d %q", s.seq, resp.StatusCode, body)
 	}
 	v, ok := promtest.Value(promtest.Scrape(t, s.relay+"/metrics"), pushMetric, map[string]string{"job": pushJob, "instance": pushInstance})
 	if !ok || v != float64(s.seq) {
-		t.Fatalf("after push %d the relay exposes %s = %v (found %v)", s.seq, pushMetric, v, ok)
+		framework.Fatalf(t, "after push %d the relay exposes %s = %v (found %v)", s.seq, pushMetric, v, ok)
 	}
 	return local.String()
 }
@@ -519,7 +519,7 @@ func (s *multiNode) statusFrom(t *testing.T) string {
 	t.Helper()
 	code, body, err := framework.HTTPGet(context.Background(), s.relay+"/", "", nil)
 	if err != nil || code != http.StatusOK {
-		t.Fatalf("the relay's status page: HTTP %d (%v)", code, err)
+		framework.Fatalf(t, "the relay's status page: HTTP %d (%v)", code, err)
 	}
 	for _, row := range strings.Split(string(body), "<tr>") {
 		if !strings.Contains(row, pushJob) {
@@ -530,7 +530,7 @@ func (s *multiNode) statusFrom(t *testing.T) string {
 			return html.UnescapeString(cells[1][1])
 		}
 	}
-	t.Fatalf("the relay's status page has no row for %s with a From column:\n%.2000s", pushJob, body)
+	framework.Fatalf(t, "the relay's status page has no row for %s with a From column:\n%.2000s", pushJob, body)
 	return ""
 }
 

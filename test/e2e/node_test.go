@@ -64,17 +64,17 @@ func TestNode(t *testing.T) {
 	c := framework.StartCluster(t)
 	pause, err := framework.PauseImage(framework.Artifact(t, "pause"), filepath.Join(c.Dir, "pause.tar"))
 	if err != nil {
-		t.Fatal(err)
+		framework.Fatal(t, err)
 	}
 	const relayRef = "localhost/opview-relay:0.1.0" // the Makefile's IMAGE and IMAGE_TAG
 	framework.StartNode(t, c, pause, framework.RelayImage(t, relayRef))
 
 	if err := c.Apply(ctx, framework.MustObjects(t, fmt.Sprintf(nodeObjects, relayRef))); err != nil {
-		t.Fatal(err)
+		framework.Fatal(t, err)
 	}
 	pod := c.WaitPodReady(t, "e2e-node", "app=relay", "", 3*time.Minute)
 	if !strings.HasPrefix(pod.Status.PodIP, "10.42.0.") {
-		t.Fatalf("pod IP %s is not in the pod range %s", pod.Status.PodIP, framework.PodCIDR)
+		framework.Fatalf(t, "pod IP %s is not in the pod range %s", pod.Status.PodIP, framework.PodCIDR)
 	}
 	framework.WaitFor(t, "the endpointslice controller to publish the pod", time.Minute, func(ctx context.Context) error {
 		addrs, err := c.EndpointSliceAddresses(ctx, "e2e-node", "relay")
@@ -88,7 +88,7 @@ func TestNode(t *testing.T) {
 	})
 	svc, err := c.Client.CoreV1().Services("e2e-node").Get(ctx, "relay", metav1.GetOptions{})
 	if err != nil {
-		t.Fatal(err)
+		framework.Fatal(t, err)
 	}
 	framework.WaitFor(t, "the relay through its Service's cluster IP (kube-proxy)", time.Minute, func(ctx context.Context) error {
 		code, body, err := framework.HTTPGet(ctx, "http://"+svc.Spec.ClusterIP+":9091/-/healthy", "", nil)
@@ -115,6 +115,6 @@ spec:
       containers: [{name: c, image: busybox}] # no securityContext: breaks restricted
 `))
 	if err == nil || !strings.Contains(err.Error(), "violate PodSecurity") {
-		t.Fatalf("applying a Deployment without securityContext in a restricted namespace: got %v, want a PodSecurity warning", err)
+		framework.Fatalf(t, "applying a Deployment without securityContext in a restricted namespace: got %v, want a PodSecurity warning", err)
 	}
 }

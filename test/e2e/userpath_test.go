@@ -91,18 +91,18 @@ func TestUserPath(t *testing.T) {
 	relayC := framework.Container(t, &d.Spec.Template.Spec, "relay")
 	release, err := framework.PrometheusRelease(s.c.Versions.Prometheus)
 	if err != nil {
-		t.Fatal(err)
+		framework.Fatal(t, err)
 	}
 	if tag := framework.ImageTag(promC.Image); tag != release {
-		t.Fatalf("the bundle's Prometheus image tag %q is not the release the e2e builds (%s = %s)", tag, s.c.Versions.Prometheus, release)
+		framework.Fatalf(t, "the bundle's Prometheus image tag %q is not the release the e2e builds (%s = %s)", tag, s.c.Versions.Prometheus, release)
 	}
 	if s.ttl, err = time.ParseDuration(framework.FlagValue(relayC, "--group.ttl")); err != nil || s.ttl <= 0 {
-		t.Fatalf("the relay's --group.ttl in the Deployment: %v", err)
+		framework.Fatalf(t, "the relay's --group.ttl in the Deployment: %v", err)
 	}
 	traefik, err := framework.RenderTraefik(ctx, s.c, framework.TraefikChartDir(framework.Artifact(t, "traefik-chart-module")),
 		s.b.TraefikConfig, strings.TrimPrefix(s.c.Versions.Traefik, "v"))
 	if err != nil {
-		t.Fatal(err)
+		framework.Fatal(t, err)
 	}
 	trDeploy := framework.AsDeployment(t, traefik.Find(t, "Deployment", "traefik"))
 	trImage := framework.Container(t, &trDeploy.Spec.Template.Spec, "traefik").Image
@@ -146,7 +146,7 @@ func TestUserPath(t *testing.T) {
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
-		t.Fatal(err)
+		framework.Fatal(t, err)
 	}
 }
 
@@ -177,7 +177,7 @@ func (s *userPath) applyBundle(t *testing.T, traefik *framework.TraefikRelease) 
 		{"ServiceLB's status of the traefik Service", func() error { return s.c.PlayServiceLB(ctx, "kube-system", "traefik") }},
 	} {
 		if err := st.do(); err != nil {
-			t.Fatalf("%s: %v", st.name, err)
+			framework.Fatalf(t, "%s: %v", st.name, err)
 		}
 	}
 	t.Logf("applied %d + %d objects, the HelmChartConfig and %d objects of the Traefik chart: no rejection, no warning",
@@ -193,13 +193,13 @@ func (s *userPath) podsReady(t *testing.T) {
 	ns, err := s.c.Client.CoreV1().Namespaces().Get(ctx, "opview", metav1.GetOptions{})
 	must(t, err)
 	if ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
-		t.Fatalf("namespace opview enforces %q, want restricted", ns.Labels["pod-security.kubernetes.io/enforce"])
+		framework.Fatalf(t, "namespace opview enforces %q, want restricted", ns.Labels["pod-security.kubernetes.io/enforce"])
 	}
 	watch := []*framework.Proc{s.node.Kubelet, s.node.Containerd, s.c.ControllerManager, s.c.Scheduler}
 	s.promPod = s.c.WaitPodReady(t, "opview", prometheusPod, "", 4*time.Minute, watch...)
 	for _, ct := range s.promPod.Spec.Containers {
 		if ct.ReadinessProbe == nil {
-			t.Errorf("container %s has no readiness probe: Ready proves nothing", ct.Name)
+			framework.Errorf(t, "container %s has no readiness probe: Ready proves nothing", ct.Name)
 		}
 	}
 	trPod := s.c.WaitPodReady(t, "kube-system", "app.kubernetes.io/name=traefik", "", 3*time.Minute, watch...)
@@ -208,7 +208,7 @@ func (s *userPath) podsReady(t *testing.T) {
 	must(t, err)
 	for _, pvc := range pvcs.Items {
 		if pvc.Name != "grafana-data" && pvc.Status.Phase != corev1.ClaimBound {
-			t.Errorf("claim %s is %s, want Bound", pvc.Name, pvc.Status.Phase)
+			framework.Errorf(t, "claim %s is %s, want Bound", pvc.Name, pvc.Status.Phase)
 		}
 	}
 	for _, svc := range []string{"prometheus", "relay"} {
@@ -270,11 +270,11 @@ func (s *userPath) routes(t *testing.T) {
 	ctx := context.Background()
 	code, _, err := framework.HTTPGet(ctx, s.web+"/api/v1/query?query=up", host, nil)
 	if err != nil || code != http.StatusUnauthorized {
-		t.Fatalf("Prometheus route without credentials: HTTP %d (%v), want 401", code, err)
+		framework.Fatalf(t, "Prometheus route without credentials: HTTP %d (%v), want 401", code, err)
 	}
 	code, _, err = framework.HTTPGet(ctx, s.web+"/api/v1/query?query=up", "unrouted.home.arpa", nil)
 	if err != nil || code != http.StatusNotFound {
-		t.Fatalf("an unrouted Host: HTTP %d (%v), want 404 from Traefik", code, err)
+		framework.Fatalf(t, "an unrouted Host: HTTP %d (%v), want 404 from Traefik", code, err)
 	}
 	// Traefik sends a route's traffic to its Service's endpoints, the pods' addresses from the
 	// EndpointSlices, not to the Service's cluster IP: with the cluster IPs of the prometheus and
@@ -291,13 +291,13 @@ func (s *userPath) routes(t *testing.T) {
 	must(t, err)
 	defer func() {
 		if err := undo(); err != nil {
-			t.Error(err)
+			framework.Error(t, err)
 		}
 	}()
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := framework.DialOK(dctx, ips[0]+":9090"); err == nil {
-		t.Fatalf("the blackholed cluster IP %s still answers", ips[0])
+		framework.Fatalf(t, "the blackholed cluster IP %s still answers", ips[0])
 	}
 	framework.WaitFor(t, "Prometheus through Traefik with its Service's cluster IP blackholed", 30*time.Second, func(ctx context.Context) error {
 		_, err := s.prom.Query(ctx, "up")
@@ -410,7 +410,7 @@ webhooks:
 		}
 	}, s.forwarded.proc)
 	if _, err := cms.Create(ctx, sampleCM("sample-admitted", map[string]string{"outcome": "ok"}), metav1.CreateOptions{}); err != nil {
-		t.Fatalf("a labelled ConfigMap the webhook admits: %v", err)
+		framework.Fatalf(t, "a labelled ConfigMap the webhook admits: %v", err)
 	}
 }
 
@@ -548,26 +548,48 @@ func (s *userPath) podRestart(t *testing.T) {
 	code, err := framework.HTTPPut(ctx, s.relay+"/metrics/job/"+witness+"/instance/before-restart", textFormat, s.token,
 		"# TYPE e2e_restart_witness gauge\ne2e_restart_witness 42\n")
 	if err != nil || code/100 != 2 {
-		t.Fatalf("pushing the witness group: HTTP %d (%v)", code, err)
+		framework.Fatalf(t, "pushing the witness group: HTTP %d (%v)", code, err)
 	}
 	framework.WaitFor(t, "Prometheus to scrape the witness", 2*time.Minute, s.prom.HasSeries("e2e_restart_witness"))
 	pushed, ok := promtest.Value(promtest.Scrape(t, s.relay+"/metrics"), "push_time_seconds", map[string]string{"job": witness})
 	if !ok {
-		t.Fatal("the relay exposes no push_time_seconds for the witness group")
+		framework.Fatal(t, "the relay exposes no push_time_seconds for the witness group")
 	}
+	// The new process is told by its start time, compared with the old one's: both are read from
+	// /proc with the boot time in whole seconds, so neither can be compared with the test's clock
+	// (a process started after the delete can report a start up to a second before it).
+	startOf := func(ctx context.Context) (float64, error) {
+		res, err := s.prom.Query(ctx, `process_start_time_seconds{job="prometheus"}`)
+		if err != nil {
+			return 0, err
+		}
+		if len(res) != 1 {
+			return 0, fmt.Errorf("process_start_time_seconds: %v, want one series", res)
+		}
+		return float64(res[0].Value), nil
+	}
+	var oldStart float64
+	framework.WaitFor(t, "the Prometheus process's start time", time.Minute, func(ctx context.Context) (err error) {
+		oldStart, err = startOf(ctx)
+		return err
+	})
 	old := s.promPod
 	deleted := time.Now()
 	// What `kubectl delete pod` sends: a DELETE with the pod's own grace period.
 	must(t, s.c.Client.CoreV1().Pods("opview").Delete(ctx, old.Name, metav1.DeleteOptions{}))
 	s.promPod = s.c.WaitPodReady(t, "opview", prometheusPod, string(old.UID), 4*time.Minute, s.node.Kubelet)
-	framework.WaitFor(t, "the old pod "+old.Name+" to be gone", 2*time.Minute, func(ctx context.Context) error {
-		_, err := s.c.Client.CoreV1().Pods("opview").Get(ctx, old.Name, metav1.GetOptions{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return framework.IgnoreNotFound(err)
-	})
+	// The kubelet may take the whole grace period to stop it, then removes it.
+	grace := time.Duration(*old.Spec.TerminationGracePeriodSeconds) * time.Second
+	s.c.WaitPodGone(t, "opview", old.Name, grace+2*time.Minute, s.node.Kubelet)
 	t.Logf("%s replaced %s %s after the delete", s.promPod.Name, old.Name, time.Since(deleted).Round(time.Second))
+	since := func(what string) {
+		t.Logf("%s %s after the delete", what, time.Since(deleted).Round(100*time.Millisecond))
+	}
+	for _, cs := range s.promPod.Status.ContainerStatuses {
+		if cs.RestartCount > 0 { // Prometheus exits while the old one holds its TSDB's lock
+			t.Logf("container %s of %s restarted %d times before it was ready", cs.Name, s.promPod.Name, cs.RestartCount)
+		}
+	}
 
 	// The relay, through Traefik (reads are open): the witness group is back with its push time,
 	// the pull source is registered again.
@@ -581,25 +603,27 @@ func (s *userPath) podRestart(t *testing.T) {
 		}
 		return nil
 	})
+	since("the restarted relay answered through Traefik")
 	fams := promtest.Scrape(t, s.relay+"/metrics")
 	if got, ok := promtest.Value(fams, "push_time_seconds", map[string]string{"job": witness}); !ok || got != pushed {
-		t.Fatalf("the witness group after the restart: push_time_seconds %v (found %v), want %v: the group was not restored from the volume", got, ok, pushed)
+		framework.Fatalf(t, "the witness group after the restart: push_time_seconds %v (found %v), want %v: the group was not restored from the volume", got, ok, pushed)
 	}
 	if v, ok := promtest.Value(fams, "e2e_restart_witness", map[string]string{"job": witness}); !ok || v != 42 {
-		t.Fatalf("the witness sample after the restart: %v (found %v), want 42", v, ok)
+		framework.Fatalf(t, "the witness sample after the restart: %v (found %v), want 42", v, ok)
 	}
 
 	// Prometheus: a new process, and the samples scraped before the restart still there.
 	framework.WaitFor(t, "a new Prometheus process", 2*time.Minute, func(ctx context.Context) error {
-		res, err := s.prom.Query(ctx, `process_start_time_seconds{job="prometheus"}`)
+		start, err := startOf(ctx)
 		if err != nil {
 			return err
 		}
-		if len(res) != 1 || float64(res[0].Value) < float64(deleted.Unix()) {
-			return fmt.Errorf("process_start_time_seconds %v, want one after %d", res, deleted.Unix())
+		if start <= oldStart {
+			return fmt.Errorf("process_start_time_seconds %.2f, want the new process's, after the old one's %.2f", start, oldStart)
 		}
 		return nil
 	})
+	since("the new Prometheus scraped itself")
 	m, err := s.prom.QueryRange(ctx, `up{job="prometheus"}`, promv1.Range{Start: deleted.Add(-5 * time.Minute), End: deleted, Step: 15 * time.Second})
 	must(t, err)
 	before := 0
@@ -607,7 +631,7 @@ func (s *userPath) podRestart(t *testing.T) {
 		before += len(series.Values)
 	}
 	if before == 0 {
-		t.Fatalf("up{job=\"prometheus\"} has no sample in the 5 minutes before the restart: the TSDB was lost")
+		framework.Fatalf(t, "up{job=\"prometheus\"} has no sample in the 5 minutes before the restart: the TSDB was lost")
 	}
 	t.Logf("after the restart, %d samples from before it answer a range query", before)
 }
@@ -623,15 +647,15 @@ func (s *userPath) expiry(t *testing.T) {
 	framework.WaitFor(t, s.forwarded.job+"'s series to go stale after the TTL ("+s.ttl.String()+")", s.ttl+3*time.Minute, s.prom.NoSeries(gone))
 	// The TTL counts from the group's last push, which came up to one forward interval before the kill.
 	if since := time.Since(killedAt); since < s.ttl-forwardInterval {
-		t.Fatalf("%s went stale %s after its forwarder died, before the TTL %s less one forward interval (%s)", s.forwarded.job, since, s.ttl, forwardInterval)
+		framework.Fatalf(t, "%s went stale %s after its forwarder died, before the TTL %s less one forward interval (%s)", s.forwarded.job, since, s.ttl, forwardInterval)
 	}
 	res, err := s.prom.Query(ctx, alive)
 	if err != nil || len(res) == 0 {
-		t.Fatalf("%s after the other group expired: %v %v, want its series", alive, res, err)
+		framework.Fatalf(t, "%s after the other group expired: %v %v, want its series", alive, res, err)
 	}
 	res, err = s.prom.Query(ctx, fmt.Sprintf(`opview_relay_group_fresh{job=%q}`, s.forwarded.job))
 	if err != nil || len(res) != 1 || res[0].Value != 0 {
-		t.Fatalf("opview_relay_group_fresh of the expired group: %v %v, want 0", res, err)
+		framework.Fatalf(t, "opview_relay_group_fresh of the expired group: %v %v, want 0", res, err)
 	}
 }
 
@@ -643,13 +667,13 @@ func (s *userPath) cleanStop(t *testing.T) {
 	alive := fmt.Sprintf(`controller_runtime_reconcile_total{job=%q}`, s.pushing.job)
 	s.pushing.proc.Stop()
 	if exited, err := s.pushing.proc.Exited(); !exited || err != nil {
-		t.Fatalf("%s on SIGTERM: exited %v (%v), want a clean exit", s.pushing.job, exited, err)
+		framework.Fatalf(t, "%s on SIGTERM: exited %v (%v), want a clean exit", s.pushing.job, exited, err)
 	}
 	stoppedAt := time.Now()
 	framework.WaitFor(t, alive+" to go stale after its operator stopped cleanly", s.ttl-forwardInterval, s.prom.NoSeries(alive))
 	t.Logf("%s's series went stale %s after a clean stop (TTL %s): the pusher deleted its group", s.pushing.job, time.Since(stoppedAt).Round(time.Second), s.ttl)
 	res, err := s.prom.Query(ctx, fmt.Sprintf(`opview_relay_group_fresh{job=%q}`, s.pushing.job))
 	if err != nil || len(res) != 0 {
-		t.Fatalf("opview_relay_group_fresh of the deleted group: %v %v, want no series (deleted, not expired)", res, err)
+		framework.Fatalf(t, "opview_relay_group_fresh of the deleted group: %v %v, want no series (deleted, not expired)", res, err)
 	}
 }

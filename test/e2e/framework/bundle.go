@@ -40,13 +40,13 @@ func RenderBundle(t testing.TB, dir string) *Bundle {
 	root := filepath.Join(dir, "repo")
 	for _, sub := range []string{"deploy", "dashboards"} {
 		if err := copyTree(filepath.Join(RepoRoot(), sub), filepath.Join(root, sub)); err != nil {
-			t.Fatalf("copying %s: %v", sub, err)
+			Fatalf(t, "copying %s: %v", sub, err)
 		}
 	}
 	b := &Bundle{PrometheusUser: "e2e", PrometheusPassword: "e2e-" + RandomHex(8), RelayToken: RandomHex(16), Root: root}
 	hash, err := bcrypt.GenerateFromPassword([]byte(b.PrometheusPassword), bcrypt.MinCost)
 	if err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	secrets := map[string]string{
 		"deploy/k3s/secrets/grafana-admin.env":       "admin-user=admin\nadmin-password=" + RandomHex(12) + "\n",
@@ -55,17 +55,17 @@ func RenderBundle(t testing.TB, dir string) *Bundle {
 	}
 	for name, content := range secrets {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
+			Fatal(t, err)
 		}
 	}
 	b.K3s = b.Kustomize(t, "deploy/k3s")
 	b.Routes = b.Kustomize(t, "deploy/traefik")
 	cfg, err := DecodeYAMLFiles(filepath.Join(root, "deploy/traefik/traefik-config.yaml"))
 	if err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	if len(cfg) != 1 || cfg[0].GetKind() != "HelmChartConfig" || cfg[0].GetName() != "traefik" || cfg[0].GetNamespace() != "kube-system" {
-		t.Fatalf("deploy/traefik/traefik-config.yaml: want exactly one HelmChartConfig kube-system/traefik")
+		Fatalf(t, "deploy/traefik/traefik-config.yaml: want exactly one HelmChartConfig kube-system/traefik")
 	}
 	b.TraefikConfig = cfg[0]
 	return b
@@ -77,18 +77,18 @@ func (b *Bundle) Kustomize(t testing.TB, path string) []*unstructured.Unstructur
 	t.Helper()
 	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(b.Root, path))
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", path, err)
+		Fatalf(t, "kustomize build %s: %v", path, err)
 	}
 	var objs []*unstructured.Unstructured
 	for _, r := range rm.Resources() {
 		// Through JSON, so numbers are int64/float64 as in objects decoded from the API.
 		j, err := r.MarshalJSON()
 		if err != nil {
-			t.Fatalf("kustomize build %s: %v", path, err)
+			Fatalf(t, "kustomize build %s: %v", path, err)
 		}
 		o := &unstructured.Unstructured{}
 		if err := o.UnmarshalJSON(j); err != nil {
-			t.Fatalf("kustomize build %s: %v", path, err)
+			Fatalf(t, "kustomize build %s: %v", path, err)
 		}
 		objs = append(objs, o)
 	}
@@ -134,7 +134,7 @@ func (b *Bundle) Deployment(t testing.TB, name string) *appsv1.Deployment {
 	t.Helper()
 	u := Find(b.K3s, "Deployment", name)
 	if u == nil {
-		t.Fatalf("the bundle has no Deployment %s", name)
+		Fatalf(t, "the bundle has no Deployment %s", name)
 	}
 	return AsDeployment(t, u)
 }
@@ -144,7 +144,7 @@ func AsDeployment(t testing.TB, u *unstructured.Unstructured) *appsv1.Deployment
 	t.Helper()
 	var d appsv1.Deployment
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, &d, true); err != nil {
-		t.Fatalf("%s: %v", ObjName(u), err)
+		Fatalf(t, "%s: %v", ObjName(u), err)
 	}
 	return &d
 }
@@ -157,7 +157,7 @@ func Container(t testing.TB, spec *corev1.PodSpec, name string) *corev1.Containe
 			return &spec.Containers[i]
 		}
 	}
-	t.Fatalf("no container %s", name)
+	Fatalf(t, "no container %s", name)
 	return nil
 }
 
@@ -176,7 +176,7 @@ func (b *Bundle) RouteHost(t testing.TB, name string) string {
 	t.Helper()
 	r := Find(b.Routes, "IngressRoute", name)
 	if r == nil {
-		t.Fatalf("no IngressRoute %s in deploy/traefik", name)
+		Fatalf(t, "no IngressRoute %s in deploy/traefik", name)
 	}
 	routes, _, _ := unstructured.NestedSlice(r.Object, "spec", "routes")
 	for _, rt := range routes {
@@ -186,7 +186,7 @@ func (b *Bundle) RouteHost(t testing.TB, name string) string {
 			return h[1]
 		}
 	}
-	t.Fatalf("IngressRoute %s has no Host rule", name)
+	Fatalf(t, "IngressRoute %s has no Host rule", name)
 	return ""
 }
 

@@ -100,7 +100,7 @@ func StartCluster(t testing.TB) *Cluster {
 	e := Require(t)
 	v, err := LoadVersions()
 	if err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	dir := t.TempDir()
 	c := &Cluster{Env: e, Dir: dir, Versions: v, Procs: NewProcs(t, dir), warnings: &warningRecorder{}, tokens: map[string]string{}}
@@ -109,19 +109,19 @@ func StartCluster(t testing.TB) *Cluster {
 
 	pki := filepath.Join(dir, "pki")
 	if err := os.MkdirAll(pki, 0o700); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	if c.CA, err = NewCA(pki); err != nil {
-		t.Fatalf("CA: %v", err)
+		Fatalf(t, "CA: %v", err)
 	}
 	apiCert, apiKey, err := c.CA.Serving("kube-apiserver",
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 		NodeIP, "127.0.0.1", KubernetesService)
 	if err != nil {
-		t.Fatalf("API server certificate: %v", err)
+		Fatalf(t, "API server certificate: %v", err)
 	}
 	if err := writeServiceAccountKey(pki); err != nil {
-		t.Fatalf("service account key: %v", err)
+		Fatalf(t, "service account key: %v", err)
 	}
 	var csv strings.Builder
 	for _, id := range identities {
@@ -130,13 +130,13 @@ func StartCluster(t testing.TB) *Cluster {
 		fmt.Fprintf(&csv, "%s,%s,%s,%q\n", tok, id.user, id.user, id.groups)
 	}
 	if err := os.WriteFile(filepath.Join(pki, "tokens.csv"), []byte(csv.String()), 0o600); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	c.Token = c.tokens["admin"]
 	c.URL = fmt.Sprintf("https://%s:%d", NodeIP, apiServerPort)
 
 	if err := os.MkdirAll(filepath.Join(dir, "kine"), 0o700); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	kp := c.Procs.Start(t, "kine", kine,
 		// kine's own default parameters (it adds none to a DSN given here), minus what modernc ignores.
@@ -172,10 +172,10 @@ func StartCluster(t testing.TB) *Cluster {
 		WarningHandler:  c.warnings,
 	}
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	if c.Dynamic, err = dynamic.NewForConfig(c.Config); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	c.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Client.Discovery()))
 	WaitFor(t, "kube-apiserver /readyz", 3*time.Minute, func(ctx context.Context) error {
@@ -226,7 +226,7 @@ func (c *Cluster) WriteKubeconfig(t testing.TB, name string) string {
 	t.Helper()
 	tok, ok := c.tokens[name]
 	if !ok {
-		t.Fatalf("no identity %q", name)
+		Fatalf(t, "no identity %q", name)
 	}
 	ca, _ := json.Marshal(c.CA.PEM) // []byte marshals to base64
 	path := filepath.Join(c.Dir, name+".kubeconfig")
@@ -247,7 +247,7 @@ contexts:
 current-context: e2e
 `, c.URL, ca, name, tok, name)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	return path
 }
@@ -276,7 +276,7 @@ func MustObjects(t testing.TB, y string) []*unstructured.Unstructured {
 	t.Helper()
 	objs, err := DecodeYAML(strings.NewReader(y))
 	if err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	return objs
 }

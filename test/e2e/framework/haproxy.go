@@ -33,7 +33,7 @@ func StartHAProxy(t testing.TB, procs *Procs, ns *Netns, dir string, cfg haproxy
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
-		t.Fatal("haproxy is needed: apt-get install haproxy (.ci/run does)")
+		Fatal(t, "haproxy is needed: apt-get install haproxy (.ci/run does)")
 	}
 	h := &HAProxy{Config: filepath.Join(dir, "haproxy.cfg"), socket: filepath.Join(dir, "haproxy.sock")}
 	cfg.Global = append(append([]string{}, cfg.Global...),
@@ -41,13 +41,13 @@ func StartHAProxy(t testing.TB, procs *Procs, ns *Netns, dir string, cfg haproxy
 		"log stdout format raw local0")
 	b, err := haproxycfg.Render(cfg)
 	if err != nil {
-		t.Fatalf("rendering the HAProxy configuration: %v", err)
+		Fatalf(t, "rendering the HAProxy configuration: %v", err)
 	}
 	if err := os.WriteFile(h.Config, b, 0o644); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	if out, err := exec.Command(bin, "-c", "-f", h.Config).CombinedOutput(); err != nil {
-		t.Fatalf("haproxy -c -f %s: %v\n%s", h.Config, err, out)
+		Fatalf(t, "haproxy -c -f %s: %v\n%s", h.Config, err, out)
 	}
 	h.Proc = procs.StartSpec(t, Spec{Name: "haproxy", Bin: bin, Args: []string{"-db", "-f", h.Config}, Netns: ns})
 	WaitFor(t, "HAProxy's stats socket", time.Minute, func(ctx context.Context) error {

@@ -29,7 +29,7 @@ func NewNetns(t testing.TB, suffix string) *Netns {
 	e := Require(t)
 	ns, err := CreateNetns(e.NodeNetns + "-" + suffix)
 	if err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	t.Cleanup(func() {
 		killAll(ns.Pids)

@@ -116,7 +116,7 @@ func Require(t testing.TB) *Env {
 		t.Skip(skipReason)
 	}
 	if env == nil {
-		t.Fatal("e2e: not running inside the namespaces that framework.Main creates")
+		Fatal(t, "e2e: not running inside the namespaces that framework.Main creates")
 	}
 	return env
 }

@@ -57,17 +57,17 @@ func StartNode(t testing.TB, c *Cluster, pause Image, images ...Image) *Node {
 	t.Helper()
 	for _, cmd := range []string{"containerd", "ctr", "runc", "containerd-shim-runc-v2", "iptables", "mount"} {
 		if _, err := exec.LookPath(cmd); err != nil {
-			t.Fatalf("the node needs %s: apt-get install containerd runc containernetworking-plugins iptables (.ci/run does)", cmd)
+			Fatalf(t, "the node needs %s: apt-get install containerd runc containernetworking-plugins iptables (.ci/run does)", cmd)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(cniBinDir, "bridge")); err != nil {
-		t.Fatalf("no CNI bridge plugin in %s: apt-get install containernetworking-plugins", cniBinDir)
+		Fatalf(t, "no CNI bridge plugin in %s: apt-get install containernetworking-plugins", cniBinDir)
 	}
 	// Under the work folder rather than t.TempDir: the folder's path prefixes unix sockets (kubelet's
 	// device-plugins/kubelet.sock), which can't be longer than 107 bytes.
 	dir, err := os.MkdirTemp(c.Env.Work, "node-")
 	if err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	n := &Node{Dir: dir, cluster: c}
 	n.Socket = filepath.Join(n.Dir, "containerd", "containerd.sock")
@@ -77,23 +77,23 @@ func StartNode(t testing.TB, c *Cluster, pause Image, images ...Image) *Node {
 	n.Procs.AddLogs(n.containerLogs)
 	for _, d := range []string{"containerd", "cni/net.d", "cni/ipam", "kubelet", "kube-proxy", "var-lib-cni", "run-containerd", "var-log"} {
 		if err := os.MkdirAll(filepath.Join(n.Dir, d), 0o755); err != nil {
-			t.Fatal(err)
+			Fatal(t, err)
 		}
 	}
 	for host, own := range map[string]string{"/var/lib/cni": "var-lib-cni", "/run/containerd": "run-containerd", "/var/log": "var-log"} {
 		if err := n.bind(filepath.Join(n.Dir, own), host); err != nil {
-			t.Fatal(err)
+			Fatal(t, err)
 		}
 	}
 	path := "PATH=" + os.Getenv("PATH") + ":/usr/local/sbin:/usr/sbin:/sbin"
 
 	// containerd and its CNI configuration.
 	if err := os.WriteFile(filepath.Join(n.Dir, "cni/net.d/10-opview-e2e.conflist"), []byte(n.cniConfig()), 0o644); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	cfg := filepath.Join(n.Dir, "containerd", "config.toml")
 	if err := os.WriteFile(cfg, []byte(n.containerdConfig(pause.Ref)), 0o644); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	n.Containerd = n.Procs.StartSpec(t, Spec{Name: "containerd", Bin: "containerd", Args: []string{"--config", cfg}, Env: []string{path}})
 	WaitFor(t, "containerd", time.Minute, func(ctx context.Context) error {
@@ -106,21 +106,21 @@ func StartNode(t testing.TB, c *Cluster, pause Image, images ...Image) *Node {
 		out, err := n.Ctr(ctx, "images", "import", img.Tar)
 		cancel()
 		if err != nil {
-			t.Fatalf("importing %s: %v", img.Ref, err)
+			Fatalf(t, "importing %s: %v", img.Ref, err)
 		}
 		if !strings.Contains(string(out), img.Ref) {
-			t.Fatalf("importing %s from %s: ctr reports %q, not that name", img.Ref, img.Tar, strings.TrimSpace(string(out)))
+			Fatalf(t, "importing %s from %s: ctr reports %q, not that name", img.Ref, img.Tar, strings.TrimSpace(string(out)))
 		}
 	}
 	t.Logf("imported %d images into containerd in %s", len(images)+1, time.Since(start).Round(100*time.Millisecond))
 
 	// kubelet.
 	if err := n.maskKernelTunables(); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	kubeletCfg := filepath.Join(n.Dir, "kubelet", "config.yaml")
 	if err := os.WriteFile(kubeletCfg, []byte(n.kubeletConfig()), 0o644); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	n.Kubelet = n.Procs.StartSpec(t, Spec{Name: "kubelet", Bin: RequireBinary(t, Binary("kubelet", c.Versions.Kubernetes, "kubelet")), Env: []string{path}, Args: []string{
 		"--config=" + kubeletCfg,
@@ -149,7 +149,7 @@ func StartNode(t testing.TB, c *Cluster, pause Image, images ...Image) *Node {
 	// kube-proxy.
 	proxyCfg := filepath.Join(n.Dir, "kube-proxy", "config.yaml")
 	if err := os.WriteFile(proxyCfg, []byte(n.kubeProxyConfig(c.WriteKubeconfig(t, "kube-proxy"))), 0o644); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	n.KubeProxy = n.Procs.StartSpec(t, Spec{Name: "kube-proxy", Bin: RequireBinary(t, Binary("kube-proxy", c.Versions.Kubernetes, "kube-proxy")),
 		Env: []string{path}, Args: []string{"--config=" + proxyCfg, "--v=1"}})

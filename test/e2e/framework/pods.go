@@ -95,3 +95,16 @@ func (c *Cluster) EndpointSliceAddresses(ctx context.Context, namespace, service
 	}
 	return addrs, nil
 }
+
+// WaitPodGone waits until the pod is deleted from the API server (the kubelet stopped its
+// containers and released its volumes); the error says what is left of it.
+func (c *Cluster) WaitPodGone(t testing.TB, namespace, name string, timeout time.Duration, watch ...*Proc) {
+	t.Helper()
+	WaitFor(t, "pod "+name+" to be gone", timeout, func(ctx context.Context) error {
+		p, err := c.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return IgnoreNotFound(err)
+		}
+		return fmt.Errorf("still there: %s", podSummary(p))
+	}, watch...)
+}

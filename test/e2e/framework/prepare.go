@@ -109,18 +109,18 @@ func Artifact(t testing.TB, name string) string {
 	t.Helper()
 	e := Require(t)
 	if b, err := os.ReadFile(filepath.Join(e.Artifacts, name+".err")); err == nil {
-		t.Fatalf("preparing %s failed: %s", name, b)
+		Fatalf(t, "preparing %s failed: %s", name, b)
 	}
 	p := filepath.Join(e.Artifacts, name)
 	if strings.HasSuffix(name, "-module") {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			t.Fatal(err)
+			Fatal(t, err)
 		}
 		return string(b)
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	return p
 }
@@ -129,7 +129,7 @@ func Artifact(t testing.TB, name string) string {
 func RelayImage(t testing.TB, ref string) Image {
 	t.Helper()
 	if b, err := os.ReadFile(filepath.Join(Require(t).Artifacts, "relay-image.err")); err == nil {
-		t.Fatalf("make image failed: %s", b)
+		Fatalf(t, "make image failed: %s", b)
 	}
 	return Image{Ref: ref, Tar: filepath.Join(RepoRoot(), RelayImageTar)}
 }

@@ -41,6 +41,7 @@ type Procs struct {
 // stopped), after the tail of every log is printed if t failed.
 func NewProcs(t testing.TB, dir string) *Procs {
 	p := &Procs{dir: dir}
+	summarizeFailures(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			p.PrintLogTails(t, 60)
@@ -90,7 +91,7 @@ func (p *Procs) StartSpec(t testing.TB, s Spec) *Proc {
 	logPath := filepath.Join(p.dir, s.Name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
-		t.Fatalf("log file of %s: %v", s.Name, err)
+		Fatalf(t, "log file of %s: %v", s.Name, err)
 	}
 	fmt.Fprintf(f, "$ %s %s\n", s.Bin, strings.Join(s.Args, " "))
 	cmd := exec.Command(s.Bin, s.Args...)
@@ -104,7 +105,7 @@ func (p *Procs) StartSpec(t testing.TB, s Spec) *Proc {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
-		t.Fatalf("start %s (%s): %v", s.Name, s.Bin, err)
+		Fatalf(t, "start %s (%s): %v", s.Name, s.Bin, err)
 	}
 	pr := &Proc{Name: s.Name, Log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
@@ -164,6 +165,13 @@ func tailFile(path string, n int) string {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
+	// A line can be a whole stack trace (controller-runtime logs panics on one line).
+	const maxLine = 500
+	for i, l := range lines {
+		if len(l) > maxLine {
+			lines[i] = append(l[:maxLine:maxLine], fmt.Sprintf("… (%d bytes)", len(l))...)
+		}
+	}
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
@@ -210,12 +218,12 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func(ctx con
 				continue
 			}
 			if exited, err := pr.Exited(); exited {
-				t.Fatalf("waiting for %s: %s exited (%v); last error: %v", what, pr.Name, err, last)
+				Fatalf(t, "waiting for %s: %s exited (%v); last error: %v", what, pr.Name, err, last)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("waiting for %s: no success within %s; last error: %v", what, timeout, last)
+			Fatalf(t, "waiting for %s: no success within %s; last error: %v", what, timeout, last)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -276,7 +284,7 @@ func DialOK(ctx context.Context, addr string) error {
 func RequireBinary(t testing.TB, path string) string {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("%s is missing: run `make e2e-tools` (or `make e2e`, which builds it first)", path)
+		Fatalf(t, "%s is missing: run `make e2e-tools` (or `make e2e`, which builds it first)", path)
 	}
 	return path
 }

@@ -165,7 +165,7 @@ func (r *TraefikRelease) Find(t testing.TB, kind, name string) *unstructured.Uns
 	t.Helper()
 	o := Find(r.Objects, kind, name)
 	if o == nil {
-		t.Fatalf("the rendered Traefik chart has no %s %s", kind, name)
+		Fatalf(t, "the rendered Traefik chart has no %s %s", kind, name)
 	}
 	return o
 }
@@ -192,7 +192,7 @@ func HelmChartCRDs(t testing.TB) []*unstructured.Unstructured {
 		filepath.Join(dir, "pkg/crds/yaml/generated/helm.cattle.io_helmcharts.yaml"),
 		filepath.Join(dir, "pkg/crds/yaml/generated/helm.cattle.io_helmchartconfigs.yaml"))
 	if err != nil {
-		t.Fatal(err)
+		Fatal(t, err)
 	}
 	return crds
 }

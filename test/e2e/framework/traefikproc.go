@@ -66,7 +66,7 @@ func StartTraefikProcess(t testing.TB, procs *Procs, c *Cluster, ns *Netns, podN
 		case e.ValueFrom.ResourceFieldRef != nil:
 			// GOMAXPROCS, GOMEMLIMIT from the limits: the process runs without them.
 		default:
-			t.Fatalf("Traefik container env %s: this valueFrom is not played by the e2e", e.Name)
+			Fatalf(t, "Traefik container env %s: this valueFrom is not played by the e2e", e.Name)
 		}
 	}
 	args := append(append([]string{}, ct.Command...), ct.Args...)
@@ -81,17 +81,17 @@ func StartTraefikProcess(t testing.TB, procs *Procs, c *Cluster, ns *Netns, podN
 		}
 	}
 	if providers == 0 {
-		t.Fatalf("the Traefik container's args enable no Kubernetes provider: %v", ct.Args)
+		Fatalf(t, "the Traefik container's args enable no Kubernetes provider: %v", ct.Args)
 	}
 	probe := ct.ReadinessProbe
 	if probe == nil || probe.HTTPGet == nil {
-		t.Fatal("the Traefik container has no HTTP readiness probe")
+		Fatal(t, "the Traefik container has no HTTP readiness probe")
 	}
 	port := probe.HTTPGet.Port
 	if port.Type == intstr.String {
 		p, ok := tp.Ports[port.StrVal]
 		if !ok {
-			t.Fatalf("the Traefik readiness probe's port %q is not a container port", port.StrVal)
+			Fatalf(t, "the Traefik readiness probe's port %q is not a container port", port.StrVal)
 		}
 		port = intstr.FromInt32(p)
 	}

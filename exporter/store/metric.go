@@ -1,6 +1,8 @@
 package store
 
 import (
+	"math"
+
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -19,8 +21,29 @@ type metric struct {
 	counter        counter
 	summary        summary
 	histogram      histogram
-	exemplarLabels []Label // the labels of every exemplar of the metric, sub-sliced
+	// The labels of the exemplars of the metric's buckets and native histogram, sub-sliced;
+	// the counter's exemplar has its own: a counter given twice merges its exemplar, which
+	// then grows at the end of its own buffer whatever came between.
+	exemplarLabels, counterExemplarLabels []Label
+
+	// Decoding: what it may append (see bounds), the message, whether presize ran.
+	lim      bounds
+	raw      []byte
+	presized bool
 }
+
+// bounds are the most elements decoding appends to a metric's repeated fields, from the store's
+// limits: a protobuf push stops at the first element past one (errBounds) instead of holding
+// the rest, so that a body can't take more memory than the limits let a push have. counts
+// then says which bound it passed, and checkCounts refuses the push naming the limit.
+type bounds struct {
+	labels   int // the metric's labels: one less than the label limit (its name counts)
+	classic  int // buckets, and quantiles: the series left of the group's limit, less 2 (sum, count)
+	elements int // native spans and buckets per side, native exemplars, exemplar labels: the series limit
+}
+
+// noBounds decodes whatever a message holds.
+var noBounds = bounds{labels: math.MaxInt, classic: math.MaxInt, elements: math.MaxInt}
 
 // value is a Gauge or an Untyped message.
 type value struct {
@@ -115,9 +138,10 @@ func (h *histogram) sampleCount() float64 {
 func (m *metric) reset() {
 	h := &m.histogram
 	*m = metric{
-		labels:         m.labels[:0],
-		exemplarLabels: m.exemplarLabels[:0],
-		summary:        summary{quantiles: m.summary.quantiles[:0]},
+		labels:                m.labels[:0],
+		exemplarLabels:        m.exemplarLabels[:0],
+		counterExemplarLabels: m.counterExemplarLabels[:0],
+		summary:               summary{quantiles: m.summary.quantiles[:0]},
 		histogram: histogram{
 			buckets:        h.buckets[:0],
 			negativeSpans:  h.negativeSpans[:0],
@@ -136,19 +160,19 @@ func (m *metric) reset() {
 func (m *metric) release() {
 	clear(m.labels[:cap(m.labels)])
 	clear(m.exemplarLabels[:cap(m.exemplarLabels)])
+	clear(m.counterExemplarLabels[:cap(m.counterExemplarLabels)])
 	h := &m.histogram
 	clear(h.buckets[:cap(h.buckets)])
 	clear(h.exemplars[:cap(h.exemplars)])
 	m.reset()
 }
 
-// large reports whether m's buffers grew past what ordinary metrics need (a histogram of a
-// million buckets, which the series limit refuses only once it is decoded): such buffers are
-// not worth keeping for the next push.
+// large reports whether m's buffers grew past what ordinary metrics need (a histogram of
+// thousands of buckets): such buffers are not worth keeping for the next push.
 func (m *metric) large() bool {
 	const most = 1 << 14
 	h := &m.histogram
-	return cap(m.labels) > most || cap(m.exemplarLabels) > most || cap(m.summary.quantiles) > most ||
+	return cap(m.labels) > most || cap(m.exemplarLabels) > most || cap(m.counterExemplarLabels) > most || cap(m.summary.quantiles) > most ||
 		cap(h.buckets) > most || cap(h.exemplars) > most || cap(h.negativeSpans) > most || cap(h.positiveSpans) > most ||
 		cap(h.negativeDeltas) > most || cap(h.positiveDeltas) > most || cap(h.negativeCounts) > most || cap(h.positiveCounts) > most
 }
@@ -172,7 +196,7 @@ func (m *metric) fromDTO(in *dto.Metric) {
 		mc.v, mc.hasV = c.GetValue(), c.Value != nil
 		if c.Exemplar != nil {
 			mc.hasExemplar = true
-			m.exemplarFromDTO(&mc.exemplar, c.Exemplar)
+			exemplarFromDTO(&mc.exemplar, c.Exemplar, &m.counterExemplarLabels)
 		}
 		if ct := c.CreatedTimestamp; ct != nil {
 			mc.hasCreated, mc.created = true, timestamp{ct.GetSeconds(), ct.GetNanos()}
@@ -218,7 +242,7 @@ func (m *metric) histogramFromDTO(h *histogram, in *dto.Histogram) {
 		mb.upper, mb.hasUp = b.GetUpperBound(), b.UpperBound != nil
 		if b.Exemplar != nil {
 			mb.hasExemplar = true
-			m.exemplarFromDTO(&mb.exemplar, b.Exemplar)
+			exemplarFromDTO(&mb.exemplar, b.Exemplar, &m.exemplarLabels)
 		}
 	}
 	h.negativeSpans = spansFromDTO(h.negativeSpans, in.NegativeSpan)
@@ -230,7 +254,7 @@ func (m *metric) histogramFromDTO(h *histogram, in *dto.Histogram) {
 	for _, e := range in.Exemplars {
 		h.exemplars = append(h.exemplars, exemplar{})
 		if e != nil {
-			m.exemplarFromDTO(&h.exemplars[len(h.exemplars)-1], e)
+			exemplarFromDTO(&h.exemplars[len(h.exemplars)-1], e, &m.exemplarLabels)
 		}
 	}
 }
@@ -242,14 +266,14 @@ func spansFromDTO(dst []span, in []*dto.BucketSpan) []span {
 	return dst
 }
 
-// exemplarFromDTO fills e from in; its labels go to m.exemplarLabels.
-func (m *metric) exemplarFromDTO(e *exemplar, in *dto.Exemplar) {
-	start := len(m.exemplarLabels)
+// exemplarFromDTO fills e from in; its labels go to the end of buf.
+func exemplarFromDTO(e *exemplar, in *dto.Exemplar, buf *[]Label) {
+	start := len(*buf)
 	for _, lp := range in.Label {
-		m.exemplarLabels = append(m.exemplarLabels, Label{lp.GetName(), lp.GetValue()})
+		*buf = append(*buf, Label{lp.GetName(), lp.GetValue()})
 	}
 	// No room to grow: appending to one exemplar's labels must not overwrite the next's.
-	e.labels = m.exemplarLabels[start:len(m.exemplarLabels):len(m.exemplarLabels)]
+	e.labels = (*buf)[start:len(*buf):len(*buf)]
 	e.v, e.hasV = in.GetValue(), in.Value != nil
 	if ts := in.Timestamp; ts != nil {
 		e.hasTS, e.ts = true, timestamp{ts.GetSeconds(), ts.GetNanos()}

@@ -102,6 +102,19 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily, encoded []b
 		p.bytes += pt.size()
 		return nil
 	}
+	// Every metric is a series at least: refuse a push of more metrics than the group may hold
+	// series before holding them.
+	maxSeries := math.MaxInt
+	if max := s.opts.Limits.MaxSeriesPerGroup; max > 0 {
+		maxSeries = max
+	}
+	n := 0
+	for _, mf := range families {
+		n += len(mf.GetMetric())
+	}
+	if n > maxSeries {
+		return nil, s.tooManySeries()
+	}
 	for _, mf := range families {
 		in := familyIn{name: mf.GetName(), help: mf.GetHelp(), typ: mf.GetType(), n: len(mf.GetMetric()), dto: mf}
 		if err := add(&in); err != nil {
@@ -119,8 +132,11 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily, encoded []b
 		msg := encoded[n : n+int(size)]
 		encoded = encoded[n+int(size):]
 		first := len(sc.encoded)
-		h, metrics, err := decodeFamily(msg, sc.encoded)
+		h, metrics, err := decodeFamily(msg, sc.encoded, maxSeries)
 		sc.encoded = metrics
+		if err == errBounds {
+			return nil, s.tooManySeries()
+		}
 		if err != nil {
 			return nil, invalid("protobuf body: message %d: %s", i, err)
 		}
@@ -165,20 +181,83 @@ type familyIn struct {
 	message    int      // the family's position in an encoded push, for messages
 }
 
-// metric fills m with the family's metric i.
-func (in *familyIn) metric(i int, m *metric) error {
+// metric fills m with the family's metric i, and counts its repeated fields. An encoded metric
+// is decoded within lim: past it, m holds only part of it (whole is false), and the counts are
+// of the whole message, for checkCounts to refuse.
+func (in *familyIn) metric(i int, m *metric, lim bounds) (c counts, whole bool, err error) {
 	if in.dto != nil {
 		dm := in.dto.Metric[i]
 		if dm == nil {
-			return invalid("metric family %s: empty metric", q(in.name))
+			return c, false, invalid("metric family %s: empty metric", q(in.name))
 		}
 		m.fromDTO(dm)
-		return nil
+		return m.counts(), true, nil
 	}
-	if err := m.decode(in.encoded[i]); err != nil {
-		return invalid("protobuf body: message %d: %s", in.message, err)
+	err = m.decode(in.encoded[i], lim)
+	if err == errBounds {
+		c, err = countMetric(in.encoded[i])
+	} else if err == nil {
+		c, whole = m.counts(), true
+	}
+	if err != nil {
+		return c, false, invalid("protobuf body: message %d: %s", in.message, err)
+	}
+	return c, whole, nil
+}
+
+// bounds are what decoding may append to a metric of a push that carries series so far.
+func (s *MemoryStore) bounds(series int) bounds {
+	lim := &s.opts.Limits
+	b := noBounds
+	if lim.LabelLimit > 0 {
+		b.labels = lim.LabelLimit - 1
+	}
+	if most := lim.MaxSeriesPerGroup; most > 0 {
+		b.classic = max(most-series-2, 0)
+		b.elements = most
+	}
+	return b
+}
+
+// checkCounts refuses a metric whose repeated fields hold more than lim allows: a metric with
+// more labels than the label limit, more buckets or quantiles than the series left of the
+// group's limit (each is a series), or more native-histogram spans or buckets (per side),
+// native exemplars or exemplar labels than the series limit, which bounds them too: a native
+// histogram is one series, but it holds its buckets in one sample.
+func (s *MemoryStore) checkCounts(name string, c *counts, lim bounds) error {
+	if c.labels > lim.labels {
+		return s.limitError(KindInvalid, LimitLabels, "metric family %s: a series has %d labels or more (its name and grouping labels included), more than the limit of %d",
+			q(name), c.labels+1, s.opts.Limits.LabelLimit)
+	}
+	series := s.opts.Limits.MaxSeriesPerGroup
+	if c.buckets > lim.classic {
+		return s.limitError(KindTooLarge, LimitSeries, "metric family %s: a histogram of %d buckets passes the limit of %d series per group", q(name), c.buckets, series)
+	}
+	if c.quantiles > lim.classic {
+		return s.limitError(KindTooLarge, LimitSeries, "metric family %s: a summary of %d quantiles passes the limit of %d series per group", q(name), c.quantiles, series)
+	}
+	elements := func(n int, what string) error {
+		return s.limitError(KindTooLarge, LimitSeries, "metric family %s: a metric has %d %s; one may hold at most %d, the limit of series per group", q(name), n, what, series)
+	}
+	for i, side := range [2]string{"negative", "positive"} {
+		if c.spans[i] > lim.elements {
+			return elements(c.spans[i], side+" native histogram spans")
+		}
+		if n := c.nativeBuckets(i); n > lim.elements {
+			return elements(n, side+" native histogram buckets")
+		}
+	}
+	if c.nativeExemplars > lim.elements {
+		return elements(c.nativeExemplars, "native histogram exemplars")
+	}
+	if n := c.exemplarLabels + c.counterExemplarLabels; n > lim.elements {
+		return elements(n, "exemplar labels")
 	}
 	return nil
+}
+
+func (s *MemoryStore) tooManySeries() error {
+	return s.limitError(KindTooLarge, LimitSeries, "push carries more than %d series, the limit per group", s.opts.Limits.MaxSeriesPerGroup)
 }
 
 // checkKey applies the label limits to the grouping labels.
@@ -335,8 +414,17 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, in *familyIn) (*part
 	}
 	m := &sc.m
 	for i := range in.n {
-		if err := in.metric(i, m); err != nil {
+		bounds := s.bounds(p.series + pt.series)
+		c, whole, err := in.metric(i, m, bounds)
+		if err != nil {
 			return nil, err
+		}
+		if err := s.checkCounts(name, &c, bounds); err != nil {
+			return nil, err
+		}
+		if !whole {
+			// Not reached: decoding stops only past a bound, which checkCounts refuses.
+			return nil, invalid("metric family %s: a metric passes the store's limits", q(name))
 		}
 		if m.hasTimestamp {
 			return nil, invalid("metric family %s: samples with timestamps are not allowed (the relay exposes pushed values as current)", q(name))
@@ -344,7 +432,6 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, in *familyIn) (*part
 		if err := checkValue(name, typ, m); err != nil {
 			return nil, err
 		}
-		var err error
 		sc.labels, err = s.appendMergedLabels(sc.labels[:0], p.key, sc.keyLabels, sc.noInst, name, typ, m.labels)
 		if err != nil {
 			return nil, err
@@ -375,7 +462,7 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, in *familyIn) (*part
 		sc.hashes = append(sc.hashes, h)
 		pt.series += n
 		if max := lim.MaxSeriesPerGroup; max > 0 && p.series+pt.series > max {
-			return nil, s.limitError(KindTooLarge, LimitSeries, "push carries more than %d series, the limit per group", max)
+			return nil, s.tooManySeries()
 		}
 
 		sc.text = sc.render.appendMetric(sc.text, name, typ, sc.lbl, m)

@@ -191,7 +191,7 @@ func TestRenderingMatchesTheLibraries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := m.decode(b); err != nil {
+		if err := m.decode(b, noBounds); err != nil {
 			t.Fatalf("decode %v: %v", in, err)
 		}
 	}

@@ -436,6 +436,9 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, in *familyIn) (*part
 		if err != nil {
 			return nil, err
 		}
+		if err := s.checkExemplars(name, m); err != nil {
+			return nil, err
+		}
 		labels := sc.labels
 		// Every series repeats its name and labels in both renderings: refuse a push that
 		// can't fit what is left of the budget before rendering it, so that a small body with
@@ -640,6 +643,63 @@ func checkNative(h *histogram) error {
 		}
 	} else if total != count {
 		return fmt.Errorf("%v observations in buckets, but the count is %v", total, count)
+	}
+	return nil
+}
+
+// exemplarMaxRunes bounds the labels of one exemplar, names and values together, in runes: the
+// OpenMetrics rule, which client_golang applies when it makes an exemplar and Prometheus when
+// it stores one.
+const exemplarMaxRunes = 128
+
+// checkExemplars checks the labels of every exemplar of the metric as a series' labels are
+// (valid names, once each, valid UTF-8, the label length limits), and that they hold at most
+// exemplarMaxRunes: a bad exemplar would be served as pushed, and a name the OpenMetrics
+// format can't carry breaks the scrape.
+func (s *MemoryStore) checkExemplars(name string, m *metric) error {
+	if m.hasCounter && m.counter.hasExemplar {
+		if err := s.checkExemplar(name, &m.counter.exemplar); err != nil {
+			return err
+		}
+	}
+	h := &m.histogram
+	for i := range h.buckets {
+		if h.buckets[i].hasExemplar {
+			if err := s.checkExemplar(name, &h.buckets[i].exemplar); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range h.exemplars {
+		if err := s.checkExemplar(name, &h.exemplars[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *MemoryStore) checkExemplar(name string, e *exemplar) error {
+	runes := 0
+	for i, l := range e.labels {
+		if err := checkLabelName(l.Name); err != nil {
+			return invalid("metric family %s: exemplar %v", q(name), err)
+		}
+		if err := s.checkLabelLengths(l.Name, l.Value); err != nil {
+			err.(*Error).Msg = fmt.Sprintf("metric family %s: in an exemplar, %s", q(name), err.(*Error).Msg)
+			return err
+		}
+		for _, prev := range e.labels[:i] {
+			if prev.Name == l.Name {
+				return invalid("metric family %s: exemplar label %s appears twice in one exemplar", q(name), q(l.Name))
+			}
+		}
+		if !utf8.ValidString(l.Value) {
+			return invalid("metric family %s: value of exemplar label %s is not valid UTF-8", q(name), q(l.Name))
+		}
+		runes += utf8.RuneCountInString(l.Name) + utf8.RuneCountInString(l.Value)
+	}
+	if runes > exemplarMaxRunes {
+		return invalid("metric family %s: an exemplar's labels have %d runes (names and values), more than the %d OpenMetrics allows", q(name), runes, exemplarMaxRunes)
 	}
 	return nil
 }

@@ -397,3 +397,94 @@ func TestEncodedPushOfEmptyMessagesCostsNoMemory(t *testing.T) {
 		t.Errorf("the family after the empty messages is missing:\n%s", out)
 	}
 }
+
+// TestBadExemplarsAreRefused: an exemplar's labels are checked as a series' are (valid names,
+// once each, valid UTF-8, the length limits) and hold at most 128 runes, OpenMetrics' rule,
+// wherever the exemplar is (counter, bucket, native histogram) and however the push came
+// (protobuf read by the store, or objects). An invalid name was served as pushed: in the
+// OpenMetrics format it breaks the scrape.
+func TestBadExemplarsAreRefused(t *testing.T) {
+	ex := func(kv ...string) *dto.Exemplar {
+		e := &dto.Exemplar{Value: proto.Float64(1)}
+		for i := 0; i+1 < len(kv); i += 2 {
+			e.Label = append(e.Label, &dto.LabelPair{Name: proto.String(kv[i]), Value: proto.String(kv[i+1])})
+		}
+		return e
+	}
+	counter := func(e *dto.Exemplar) *dto.MetricFamily {
+		return &dto.MetricFamily{Name: proto.String("c_total"), Type: dto.MetricType_COUNTER.Enum(), Metric: []*dto.Metric{{Counter: &dto.Counter{Value: proto.Float64(1), Exemplar: e}}}}
+	}
+	bucket := func(e *dto.Exemplar) *dto.MetricFamily {
+		h := histogram("h", 2)
+		h.Metric[0].Histogram.Bucket[1].Exemplar = e
+		return h
+	}
+	native := func(e *dto.Exemplar) *dto.MetricFamily {
+		return &dto.MetricFamily{Name: proto.String("nh"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
+			Schema: proto.Int32(3), SampleCount: proto.Uint64(1), SampleSum: proto.Float64(1), ZeroThreshold: proto.Float64(1e-128),
+			PositiveSpan: []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(1)}}, PositiveDelta: []int64{1},
+			Exemplars: []*dto.Exemplar{ex("trace_id", "ok"), e},
+		}}}}
+	}
+	limits := store.Limits{LabelNameLengthLimit: 16, LabelValueLengthLimit: 300}
+	names := map[store.Limit]string{store.LimitLabelNameLength: "--push.label-name-length-limit"}
+	k := store.MustKey("job", "ex")
+	both := func(t *testing.T, fam *dto.MetricFamily) (decoded, encoded error) {
+		t.Helper()
+		var b bytes.Buffer
+		if err := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeProtoDelim)).Encode(fam); err != nil {
+			t.Fatal(err)
+		}
+		s := store.New(store.Options{Limits: limits, LimitNames: names})
+		_, encoded = s.Push(store.PushRequest{Key: k, Encoded: b.Bytes(), Replace: true})
+		_, decoded = s.Push(store.PushRequest{Key: k, Families: []*dto.MetricFamily{fam}, Replace: true})
+		return decoded, encoded
+	}
+	accented := strings.Repeat("é", 126) // 126 runes, 252 bytes
+	for _, c := range []struct {
+		name  string
+		ex    *dto.Exemplar
+		limit store.Limit
+		want  string // "" for accepted
+	}{
+		{"fine", ex("trace_id", "4bf92f3577b34da6", "span_id", "00f067aa0ba902b7"), "", ""},
+		{"128 runes", ex("id", accented), "", ""},
+		{"invalid name", ex("bad\xff name\"}\n# EOF", "v"), "", `exemplar label name "bad\xff name\"}\n# EOF" is invalid`},
+		{"empty name", ex("", "v"), "", `exemplar label name "" is invalid`},
+		{"reserved name", ex("__name__", "v"), "", "is reserved"},
+		{"name twice", ex("a", "1", "a", "2"), "", `exemplar label "a" appears twice`},
+		{"invalid UTF-8", ex("a", "\xff"), "", `value of exemplar label "a" is not valid UTF-8`},
+		{"129 runes", ex("id", accented+"x"), "", "labels have 129 runes"},
+		{"long name", ex("a_very_long_label_name", "1"), store.LimitLabelNameLength, `in an exemplar, label name "a_very_long_label_name" is 22 bytes long, more than the limit of 16 (--push.label-name-length-limit)`},
+	} {
+		for _, fam := range []*dto.MetricFamily{counter(c.ex), bucket(c.ex), native(c.ex)} {
+			decoded, encoded := both(t, fam)
+			for how, err := range map[string]error{"decoded": decoded, "encoded": encoded} {
+				if c.want == "" {
+					if err != nil {
+						t.Errorf("%s, %s, %s: %v", c.name, fam.GetName(), how, err)
+					}
+					continue
+				}
+				if err == nil {
+					t.Errorf("%s, %s, %s: accepted", c.name, fam.GetName(), how)
+					continue
+				}
+				refused(t, err, store.KindInvalid, c.limit, c.want)
+				if !strings.Contains(err.Error(), fmt.Sprintf("metric family %q", fam.GetName())) {
+					t.Errorf("%s, %s, %s: %v does not name the family", c.name, fam.GetName(), how, err)
+				}
+			}
+		}
+	}
+	// What is accepted is served in OpenMetrics with its exemplars, and parses.
+	s := store.New(store.Options{})
+	mustPush(t, s, k, counter(ex("trace_id", "4bf92f3577b34da6")), bucket(ex("id", accented)))
+	var om bytes.Buffer
+	if err := s.WriteOpenMetrics(&om, nil, expfmt.NewFormat(expfmt.TypeOpenMetrics)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(om.String(), `c_total{instance="",job="ex"} 1.0 # {trace_id="4bf92f3577b34da6"} 1.0`) || !strings.Contains(om.String(), accented) {
+		t.Errorf("exemplars missing from the OpenMetrics exposition:\n%s", om.String())
+	}
+}

@@ -205,12 +205,16 @@ func unmarshalCount(msg []byte) (int, error) {
 
 func decodeText(r io.Reader) ([]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(r)
+	lines := &sampleLines{r: r, byName: map[string]int{}}
+	fams, err := p.TextToMetricFamilies(lines)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrTooManySeries) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("text body: %w", err)
+	}
+	if err := lines.check(fams); err != nil {
+		return nil, err
 	}
 	out := make([]*dto.MetricFamily, 0, len(fams))
 	for _, mf := range fams {
@@ -257,3 +261,237 @@ func (l *lineLimitReader) Read(p []byte) (int, error) {
 }
 
 var newline = []byte{'\n'}
+
+// sampleLines counts the sample lines of a text body as it is read. The text parser drops some
+// lines of summaries and histograms without a word: a quantile or le label that is NaN (its
+// mark for "none") or missing, and a _sum or _count given again for one series (it overwrites
+// the first). A protobuf push with a NaN quantile or le is refused; so is a text body that lost
+// a line: check compares the lines with the samples parsed.
+//
+// A line is what the parser takes it to be: blanks (space, tab) lead, '#' starts a comment, an
+// empty line is none, any other line is a sample. Lines are also counted by the metric name
+// that starts them (or that a '{' starting them opens with), to name the family that lost one;
+// a name written in another way (a quoted part, an escape) leaves its line without a name.
+type sampleLines struct {
+	r      io.Reader
+	total  int            // sample lines
+	byName map[string]int // sample lines by name
+	state  scanState
+	name   []byte // of the line being read
+}
+
+type scanState int
+
+const (
+	lineStart  scanState = iota // blanks before the first byte of a line
+	braceStart                  // after a '{' starting a line
+	inName                      // reading a metric name
+	inQuoted                    // reading a quoted metric name after a '{'
+	restOfLine                  // the rest of a line, skipped
+)
+
+// maxCountedName bounds the names sampleLines keeps; a line with a longer name is counted
+// without one.
+const maxCountedName = 1024
+
+func (s *sampleLines) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.scan(p[:n])
+	if err == io.EOF && (s.state == inName || s.state == inQuoted) {
+		s.countName() // the last line has no newline
+		s.state = lineStart
+	}
+	return n, err
+}
+
+// scan reads b, the next bytes of the body.
+func (s *sampleLines) scan(b []byte) {
+	for len(b) > 0 {
+		c := b[0]
+		switch s.state {
+		case lineStart:
+			switch c {
+			case ' ', '\t', '\n':
+			case '#':
+				s.state = restOfLine
+			case '{':
+				s.total++
+				s.state = braceStart
+			default:
+				s.total++
+				s.name = append(s.name[:0], c)
+				s.state = inName
+			}
+			b = b[1:]
+		case braceStart:
+			switch c {
+			case ' ', '\t':
+			case '"':
+				s.name = s.name[:0]
+				s.state = inQuoted
+			case '\n':
+				s.state = lineStart
+			default:
+				s.name = append(s.name[:0], c)
+				s.state = inName
+			}
+			b = b[1:]
+		case inName, inQuoted:
+			end := " \t\n{},=\"\\"
+			if s.state == inQuoted {
+				end = "\n\"\\"
+			}
+			i := bytes.IndexAny(b, end)
+			if i < 0 {
+				s.appendName(b)
+				return
+			}
+			s.appendName(b[:i])
+			if quoteEnds := s.state == inQuoted && b[i] == '"'; quoteEnds || strings.IndexByte(" \t\n{},", b[i]) >= 0 {
+				s.countName()
+			} // else a quote, an escape or a label's '=': a name not read here
+			s.state = restOfLine
+			b = b[i:]
+		case restOfLine:
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				return
+			}
+			s.state = lineStart
+			b = b[i+1:]
+		}
+	}
+}
+
+func (s *sampleLines) appendName(b []byte) {
+	if len(s.name) <= maxCountedName {
+		s.name = append(s.name, b[:min(len(b), maxCountedName+1-len(s.name))]...)
+	}
+}
+
+func (s *sampleLines) countName() {
+	if len(s.name) > 0 && len(s.name) <= maxCountedName {
+		s.byName[string(s.name)]++
+	}
+}
+
+// check refuses a body of which the parser dropped sample lines: fewer samples parsed than
+// sample lines. It names a summary or histogram with more quantile or bucket lines than it
+// holds quantiles or buckets, or more _sum or _count lines than series with a sum or count.
+//
+// A histogram with a bucket count that is not an integer has all its counts made floats by the
+// parser, a missing _count becoming 0: its count is taken as given only when it is not 0, so
+// that a dropped line never hides behind it (a _count of 0 with such buckets, which can't be
+// right, is refused).
+func (s *sampleLines) check(fams map[string]*dto.MetricFamily) error {
+	samples := 0
+	for _, mf := range fams {
+		for _, m := range mf.Metric {
+			samples += valuesOf(mf.GetType(), m).total()
+		}
+	}
+	if samples >= s.total {
+		return nil
+	}
+	// Which family lost lines: the names of lines resolved to families as the parser does.
+	lines := map[string]*values{}
+	for name, n := range s.byName {
+		family := familyOf(fams, name)
+		switch fams[family].GetType() {
+		case dto.MetricType_SUMMARY, dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+		default:
+			continue
+		}
+		l := lines[family]
+		if l == nil {
+			l = &values{}
+			lines[family] = l
+		}
+		switch name[len(family):] {
+		case "", "_bucket":
+			l.values += n
+		case "_sum":
+			l.sums += n
+		case "_count":
+			l.counts += n
+		}
+	}
+	names := make([]string, 0, len(lines))
+	for name := range lines {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		mf, l := fams[name], lines[name]
+		var have values
+		for _, m := range mf.Metric {
+			v := valuesOf(mf.GetType(), m)
+			have.values, have.sums, have.counts = have.values+v.values, have.sums+v.sums, have.counts+v.counts
+		}
+		msg := ""
+		switch {
+		case l.values > have.values && mf.GetType() == dto.MetricType_SUMMARY:
+			msg = fmt.Sprintf("%d quantile line(s) whose quantile label is NaN or missing", l.values-have.values)
+		case l.values > have.values:
+			msg = fmt.Sprintf("%d bucket line(s) whose le label is NaN or missing", l.values-have.values)
+		case l.sums > have.sums:
+			msg = "a _sum line given twice for one series"
+		case l.counts > have.counts:
+			msg = "a _count line given twice for one series (or a _count of 0 with buckets that are not integers)"
+		default:
+			continue
+		}
+		return &store.Error{Kind: store.KindInvalid, Msg: fmt.Sprintf("text body: metric family %s: the text parser dropped %s", store.Quote(name, 64), msg)}
+	}
+	return &store.Error{Kind: store.KindInvalid, Msg: fmt.Sprintf("text body: the text parser dropped %d sample line(s) of summaries or histograms: quantile or le labels that are NaN or missing, or _sum or _count lines given twice for one series",
+		s.total-samples)}
+}
+
+// values counts the samples of a parsed metric by the kind of line they came from.
+type values struct {
+	values, sums, counts int // quantiles or buckets, sums, counts
+}
+
+func (v values) total() int { return v.values + v.sums + v.counts }
+
+func valuesOf(typ dto.MetricType, m *dto.Metric) values {
+	switch typ {
+	case dto.MetricType_SUMMARY:
+		s := m.GetSummary()
+		return values{len(s.GetQuantile()), present(s.SampleSum != nil), present(s.SampleCount != nil)}
+	case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+		h := m.GetHistogram()
+		return values{len(h.GetBucket()), present(h.SampleSum != nil), present(h.SampleCount != nil || h.GetSampleCountFloat() != 0)}
+	}
+	return values{values: 1}
+}
+
+func present(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// familyOf is the family a sample line named name belongs to, as the text parser finds it: a
+// family of that name, else the summary or histogram whose _sum, _count (or _bucket) it is.
+func familyOf(fams map[string]*dto.MetricFamily, name string) string {
+	if fams[name] != nil {
+		return name
+	}
+	for _, suffix := range []string{"_sum", "_count", "_bucket"} {
+		base, ok := strings.CutSuffix(name, suffix)
+		if !ok || base == "" {
+			continue
+		}
+		switch fams[base].GetType() {
+		case dto.MetricType_SUMMARY:
+			if suffix != "_bucket" {
+				return base
+			}
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			return base
+		}
+	}
+	return name
+}

@@ -4,12 +4,21 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/opview/opview/exporter/store"
 )
 
 // TestBodyStopsAtTooManySeries: decoding stops once a body surely carries more series than the
@@ -46,3 +55,154 @@ func TestBodyStopsAtTooManySeries(t *testing.T) {
 		t.Errorf("protobuf without a limit: %v", err)
 	}
 }
+
+// TestTextBodyLosesNoSamples: the text parser drops some lines of summaries and histograms
+// without a word (a quantile or le that is NaN or missing, a _sum or _count given twice), where
+// a protobuf push of the same NaN is refused. Body refuses such a text body with a 400 naming the
+// family; the same values pushed as protobuf are refused by the store, naming it too.
+func TestTextBodyLosesNoSamples(t *testing.T) {
+	summary := "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 2\n"
+	hist := "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n"
+	for _, c := range []struct{ name, body, family string }{
+		{"NaN quantile", summary + "s{quantile=\"NaN\"} 3\n", "s"},
+		{"nan quantile", "# TYPE s summary\ns{quantile=\"nan\",a=\"1\"} 3\n", "s"},
+		{"missing quantile", summary + "s{a=\"1\"} 3\n", "s"},
+		{"sum twice", summary + "s_sum 5\n", "s"},
+		{"NaN le", hist + "h_bucket{le=\"NaN\"} 1\n", "h"},
+		{"nan le, blanks first", hist + "  \th_bucket{le=\"nan\"} 1\n", "h"},
+		{"missing le", hist + "h_bucket{a=\"1\"} 1\n", "h"},
+		{"count twice", hist + "h_count 2.5\n", "h"},
+		{"NaN le, name in braces", hist + "{h_bucket,le=\"NaN\"} 1\n", "h"},
+		{"NaN le, quoted name", hist + "{\"h_bucket\", le=\"NaN\"} 1\n", "h"},
+		{"NaN le, other families around", "# TYPE a gauge\na 1\n" + hist + "h_bucket{le=\"NaN\"} 1\n# TYPE z counter\nz 1\n", "h"},
+	} {
+		_, err := Body(strings.NewReader(c.body), 0, "text/plain; version=0.0.4", "", 1<<20, 1000)
+		var se *store.Error
+		if !errors.As(err, &se) || se.Kind != store.KindInvalid || !strings.Contains(se.Msg, fmt.Sprintf("metric family %q", c.family)) {
+			t.Errorf("%s: %v; want a refusal naming family %q", c.name, err, c.family)
+		}
+	}
+	// Nothing is refused that lost nothing: le and quantile of other types are labels, _sum
+	// and _count of other types are families of their own, blank lines and comments are not
+	// samples; neither are the real payloads.
+	for _, body := range []string{
+		summary, hist,
+		"# TYPE g gauge\ng{le=\"NaN\"} 1\ng{quantile=\"NaN\"} 2\n",
+		"# TYPE g gauge\ng 1\ng_sum 2\ng_count 3\ng_bucket 4\n",
+		"# TYPE s_sum gauge\ns_sum 1\n# TYPE s summary\ns_count 2\n",
+		"\n  \n# a comment\n\t# TYPE u untyped\n  u 1\n{u2} 2\n{\"u3\"} 3\n",
+	} {
+		if _, err := Body(strings.NewReader(body), 0, "text/plain", "", 1<<20, 1000); err != nil {
+			t.Errorf("%q: %v", body, err)
+		}
+	}
+	payload, err := os.ReadFile("../../bench/testdata/controller-runtime.prom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gathered, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own bytes.Buffer
+	for _, mf := range gathered {
+		if err := expfmt.NewEncoder(&own, expfmt.NewFormat(expfmt.TypeTextPlain)).Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range map[string][]byte{"controller-runtime payload": payload, "Go and process collectors": own.Bytes()} {
+		if _, err := Body(bytes.NewReader(body), 0, "text/plain", "", 16<<20, 100000); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	// The same NaN pushed as protobuf: refused by the store, naming the family.
+	s := store.New(store.Options{})
+	for _, mf := range []*dto.MetricFamily{
+		{Name: proto.String("s"), Type: dto.MetricType_SUMMARY.Enum(), Metric: []*dto.Metric{{Summary: &dto.Summary{
+			SampleCount: proto.Uint64(2), SampleSum: proto.Float64(1), Quantile: []*dto.Quantile{{Quantile: proto.Float64(math.NaN()), Value: proto.Float64(3)}}}}}},
+		{Name: proto.String("h"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
+			SampleCount: proto.Uint64(2), SampleSum: proto.Float64(1), Bucket: []*dto.Bucket{{UpperBound: proto.Float64(math.NaN()), CumulativeCount: proto.Uint64(1)}}}}}},
+	} {
+		var b bytes.Buffer
+		if err := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeProtoDelim)).Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+		fams, err := Body(&b, 0, string(expfmt.NewFormat(expfmt.TypeProtoDelim)), "", 1<<20, 1000)
+		if err == nil {
+			_, err = s.Push(store.PushRequest{Key: store.MustKey("job", "j"), Encoded: fams.Encoded})
+		}
+		var se *store.Error
+		if !errors.As(err, &se) || se.Kind != store.KindInvalid || !strings.Contains(se.Msg, fmt.Sprintf("metric family %q", mf.GetName())) || !strings.Contains(se.Msg, "NaN") {
+			t.Errorf("protobuf %s: %v; want a refusal naming the family and the NaN", mf.GetName(), err)
+		}
+	}
+}
+
+// FuzzSampleLines holds sampleLines to the text parser: read in chunks of any size it counts
+// the same; of a body the parser reads, it counts at least one line per sample parsed, and
+// exactly that when there is no summary or histogram (the only families whose lines the parser
+// drops); it never gives a family more lines than it has samples but for a summary or
+// histogram, and check refuses only these.
+// Run: go test ./exporter/ingest -run '^$' -fuzz FuzzSampleLines
+func FuzzSampleLines(f *testing.F) {
+	f.Add("# TYPE s summary\ns{quantile=\"0.5\"} 1\ns{quantile=\"NaN\"} 3\ns_sum 1\ns_count 2\n", uint8(1))
+	f.Add("# TYPE h histogram\nh_bucket{le=\"1\"} 1.5\n{\"h_bucket\", le=\"NaN\"} 1\n  {h_sum} 1\nh_count 2.5\n", uint8(3))
+	f.Add("\n  \n# a comment\n\t# TYPE u untyped\n  u 1\n{u2} 2\n{\"u3\"} 3\ng{le=\"NaN\"} 1 17\ng_sum 1\nA\"0\"0", uint8(7))
+	f.Fuzz(func(t *testing.T, body string, chunk uint8) {
+		read := func(n int) *sampleLines {
+			lines := &sampleLines{r: strings.NewReader(body), byName: map[string]int{}}
+			r := io.Reader(lines)
+			if n > 0 {
+				r = &chunkReader{r: lines, n: n}
+			}
+			if _, err := io.ReadAll(r); err != nil {
+				t.Fatal(err)
+			}
+			return lines
+		}
+		lines, chunked := read(0), read(1+int(chunk%16))
+		if lines.total != chunked.total || !maps.Equal(lines.byName, chunked.byName) {
+			t.Fatalf("read whole: %d lines, %v; in chunks of %d bytes: %d lines, %v", lines.total, lines.byName, 1+chunk%16, chunked.total, chunked.byName)
+		}
+		parser := expfmt.NewTextParser(model.LegacyValidation)
+		fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		attributed := map[string]int{}
+		for name, n := range lines.byName {
+			attributed[familyOf(fams, name)] += n
+		}
+		samples, dropping := 0, false
+		for name, mf := range fams {
+			for _, m := range mf.Metric {
+				samples += valuesOf(mf.GetType(), m).total()
+			}
+			switch mf.GetType() {
+			case dto.MetricType_SUMMARY, dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+				dropping = true
+			default:
+				if attributed[name] > len(mf.Metric) {
+					t.Fatalf("family %s: %d lines attributed, %d samples parsed", name, attributed[name], len(mf.Metric))
+				}
+			}
+		}
+		if lines.total < samples || (!dropping && lines.total != samples) {
+			t.Fatalf("%d sample lines counted, %d samples parsed", lines.total, samples)
+		}
+		if err := lines.check(fams); (err != nil) != (lines.total > samples) {
+			t.Fatalf("%d sample lines, %d samples: %v", lines.total, samples, err)
+		}
+	})
+}
+
+// chunkReader reads at most n bytes at a time.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }

@@ -205,7 +205,7 @@ func unmarshalCount(msg []byte) (int, error) {
 
 func decodeText(r io.Reader) ([]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.LegacyValidation)
-	lines := &sampleLines{r: r, byName: map[string]int{}}
+	lines := &sampleLines{r: r}
 	fams, err := p.TextToMetricFamilies(lines)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrTooManySeries) {
@@ -275,7 +275,8 @@ var newline = []byte{'\n'}
 type sampleLines struct {
 	r      io.Reader
 	total  int            // sample lines
-	byName map[string]int // sample lines by name
+	names  map[string]int // the names of lines: where their count is in byName
+	byName []int
 	state  scanState
 	name   []byte // of the line being read
 }
@@ -371,8 +372,26 @@ func (s *sampleLines) appendName(b []byte) {
 
 func (s *sampleLines) countName() {
 	if len(s.name) > 0 && len(s.name) <= maxCountedName {
-		s.byName[string(s.name)]++
+		i, ok := s.names[string(s.name)] // not allocating but for a new name
+		if !ok {
+			if s.names == nil {
+				s.names = map[string]int{}
+			}
+			i = len(s.byName)
+			s.names[string(s.name)] = i
+			s.byName = append(s.byName, 0)
+		}
+		s.byName[i]++
 	}
+}
+
+// counted returns the lines counted by name.
+func (s *sampleLines) counted() map[string]int {
+	m := make(map[string]int, len(s.names))
+	for name, i := range s.names {
+		m[name] = s.byName[i]
+	}
+	return m
 }
 
 // check refuses a body of which the parser dropped sample lines: fewer samples parsed than
@@ -395,7 +414,8 @@ func (s *sampleLines) check(fams map[string]*dto.MetricFamily) error {
 	}
 	// Which family lost lines: the names of lines resolved to families as the parser does.
 	lines := map[string]*values{}
-	for name, n := range s.byName {
+	for name, i := range s.names {
+		n := s.byName[i]
 		family := familyOf(fams, name)
 		switch fams[family].GetType() {
 		case dto.MetricType_SUMMARY, dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:

@@ -153,7 +153,7 @@ func FuzzSampleLines(f *testing.F) {
 	f.Add("\n  \n# a comment\n\t# TYPE u untyped\n  u 1\n{u2} 2\n{\"u3\"} 3\ng{le=\"NaN\"} 1 17\ng_sum 1\nA\"0\"0", uint8(7))
 	f.Fuzz(func(t *testing.T, body string, chunk uint8) {
 		read := func(n int) *sampleLines {
-			lines := &sampleLines{r: strings.NewReader(body), byName: map[string]int{}}
+			lines := &sampleLines{r: strings.NewReader(body)}
 			r := io.Reader(lines)
 			if n > 0 {
 				r = &chunkReader{r: lines, n: n}
@@ -164,8 +164,8 @@ func FuzzSampleLines(f *testing.F) {
 			return lines
 		}
 		lines, chunked := read(0), read(1+int(chunk%16))
-		if lines.total != chunked.total || !maps.Equal(lines.byName, chunked.byName) {
-			t.Fatalf("read whole: %d lines, %v; in chunks of %d bytes: %d lines, %v", lines.total, lines.byName, 1+chunk%16, chunked.total, chunked.byName)
+		if lines.total != chunked.total || !maps.Equal(lines.counted(), chunked.counted()) {
+			t.Fatalf("read whole: %d lines, %v; in chunks of %d bytes: %d lines, %v", lines.total, lines.counted(), 1+chunk%16, chunked.total, chunked.counted())
 		}
 		parser := expfmt.NewTextParser(model.LegacyValidation)
 		fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
@@ -173,7 +173,7 @@ func FuzzSampleLines(f *testing.F) {
 			return
 		}
 		attributed := map[string]int{}
-		for name, n := range lines.byName {
+		for name, n := range lines.counted() {
 			attributed[familyOf(fams, name)] += n
 		}
 		samples, dropping := 0, false

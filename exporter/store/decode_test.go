@@ -280,7 +280,8 @@ func TestEncodedPushStopsAtTheLimits(t *testing.T) {
 			}
 			alloc := after.TotalAlloc - before.TotalAlloc
 			t.Logf("body of %d bytes: %.2f MiB allocated: %s", len(body), float64(alloc)/(1<<20), err)
-			if alloc > 4<<20 {
+			// The race detector's runtime allocates more, at random (sync.Pool drops items).
+			if alloc > 4<<20 && !raceEnabled {
 				t.Errorf("a push of %d bytes allocated %.1f MiB; want under 4 MiB", len(body), float64(alloc)/(1<<20))
 			}
 			// The same metrics decoded into objects first meet the same refusal.

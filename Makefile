@@ -202,7 +202,7 @@ bench: build bench-go ## Relay vs Pushgateway (both modes) and the limits, 5 run
 	./$(BIN)/opview-bench -relay $(RELAY) -limits $(BIN)/opview-bench-limits -pushgateway $(PUSHGATEWAY) -benchstat bench/benchstat.txt $(BENCH_ARGS)
 
 .PHONY: bench-profile
-bench-profile: ## CPU and allocation profiles of a push and a scrape at N=1 and N=100 (~1 min): top lists in docs/benchmarks.md.
+bench-profile: ## CPU and allocation profiles of a push and a scrape (text, protobuf) at N=1 and N=100 (~1 min): top lists in docs/benchmarks.md.
 	$(GO) run ./bench/cmd/opview-bench-profile -go $(GO) $(PROFILE_ARGS)
 
 .PHONY: bench-go

@@ -31,7 +31,7 @@ type ProfileConfig struct {
 
 // TopList is one profile summarised by go tool pprof -top.
 type TopList struct {
-	Op   string // "push" or "scrape (text)"
+	Op   string // "push", "scrape (text)" or "scrape (protobuf)"
 	N    int
 	Kind string // "CPU" or "allocated bytes"
 	File string
@@ -46,16 +46,19 @@ type TopList struct {
 //go:noinline
 func relayHandler(h http.Handler, w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }
 
-const focus = `bench\.relayHandler`
+// focus keeps the relay's handler and the goroutines in which Registry.Gather runs the relay's
+// collectors (their stacks do not go through the handler).
+const focus = `bench\.relayHandler|client_golang/prometheus\.\(\*Registry\)\.Gather`
 
 // wrappers are the frames above the relay's handler, hidden from the cumulative lists where they
 // would take the first lines with 100% each.
 const wrappers = `^net/http\.|^github\.com/opview/opview/bench\.`
 
 // Profile serves a relay in this process and, at each level, records a CPU and an allocation
-// profile of a push phase (Concurrency pushers re-pushing the groups) and of a scrape phase (one
-// scraper asking for text, as Prometheus does by default), each Duration long, and summarises
-// them as top lists.
+// profile of a push phase (Concurrency pushers re-pushing the groups) and of two scrape phases
+// (one scraper asking for text, then one asking for delimited protobuf, the format Prometheus
+// prefers when it scrapes native histograms), each Duration long, and summarises them as top
+// lists.
 func Profile(ctx context.Context, cfg ProfileConfig) ([]TopList, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
@@ -90,27 +93,31 @@ func profileLevel(ctx context.Context, cfg ProfileConfig, n int) ([]TopList, err
 			return nil, err
 		}
 	}
-	phases := []struct {
-		op   string
-		load func() error
-	}{
-		{"push", func() error {
-			_, err := PushLoad(ctx, base, func() (float64, error) { return 0, nil }, n, cfg.Concurrency, 1<<30, cfg.Duration, cfg.Payload.Proto)
-			return err
-		}},
-		{"scrape (text)", func() error {
+	type phase struct {
+		op, file string // file: the profiles' name before -n<N>
+		load     func() error
+	}
+	phases := []phase{{"push", "push", func() error {
+		_, err := PushLoad(ctx, base, func() (float64, error) { return 0, nil }, n, cfg.Concurrency, 1<<30, cfg.Duration, cfg.Payload.Proto)
+		return err
+	}}}
+	for _, f := range []struct{ op, file, accept string }{
+		{"scrape (text)", "scrape", AcceptText},
+		{"scrape (protobuf)", "scrape-proto", AcceptProto},
+	} {
+		phases = append(phases, phase{f.op, f.file, func() error {
 			deadline := time.Now().Add(cfg.Duration)
 			for time.Now().Before(deadline) {
-				if _, _, err := ScrapeOnce(ctx, base, AcceptText, nil); err != nil {
+				if _, _, err := ScrapeOnce(ctx, base, f.accept, nil); err != nil {
 					return err
 				}
 			}
 			return nil
-		}},
+		}})
 	}
 	var out []TopList
 	for _, ph := range phases {
-		name := fmt.Sprintf("%s-n%d", strings.Fields(ph.op)[0], n)
+		name := fmt.Sprintf("%s-n%d", ph.file, n)
 		cpuFile := filepath.Join(cfg.OutDir, name+".cpu.pprof")
 		before, after := filepath.Join(cfg.OutDir, name+".allocs-before.pprof"), filepath.Join(cfg.OutDir, name+".allocs.pprof")
 		runtime.GC()
@@ -160,8 +167,8 @@ func writeProfile(name, path string) error {
 	return f.Close()
 }
 
-// top runs go tool pprof -top on a profile, focused on the relay's handler, and keeps the table
-// from its "Showing nodes" line on.
+// top runs go tool pprof -top on a profile, focused on the relay's handler and collectors, and
+// keeps the table from its "Showing nodes" line on.
 func top(cfg ProfileConfig, file string, args ...string) (string, error) {
 	argv := append([]string{"tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", cfg.NodeCount), "-focus=" + focus}, args...)
 	cmd := exec.Command(cfg.Go, append(argv, file)...)
@@ -185,7 +192,7 @@ func trimTop(s string) string {
 // RenderProfiles is the profiles section of docs/benchmarks.md.
 func RenderProfiles(lists []TopList, date string, d time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Recorded %s by `make bench-profile`: a relay in the profiling process, each phase %s, focused on the relay's handler "+
+	fmt.Fprintf(&b, "Recorded %s by `make bench-profile`: a relay in the profiling process, each phase %s, focused on the relay's handler and its collectors "+
 		"(the load generator and net/http's request parsing are left out). CPU lists are sorted by cumulative time "+
 		"(where the time went, a caller above its callees), allocation lists by the bytes each function allocated itself. "+
 		"Profiles in `bench/out/profiles/`; `go tool pprof -http : <file>` to explore one.\n", date, d)

@@ -33,8 +33,8 @@ func TestProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lists) != 4 {
-		t.Fatalf("%d top lists; want push and scrape, CPU and allocations", len(lists))
+	if len(lists) != 6 {
+		t.Fatalf("%d top lists; want push and both scrapes, CPU and allocations", len(lists))
 	}
 	for _, l := range lists {
 		if !strings.HasPrefix(l.Top, "Showing nodes accounting for") || l.N != 2 {
@@ -42,7 +42,8 @@ func TestProfile(t *testing.T) {
 		}
 	}
 	doc := RenderProfiles(lists, "today", cfg.Duration)
-	if !strings.Contains(doc, "push, N=2, CPU (`push-n2.cpu.pprof`)") || !strings.Contains(doc, "scrape (text), N=2, allocated bytes") {
+	if !strings.Contains(doc, "push, N=2, CPU (`push-n2.cpu.pprof`)") || !strings.Contains(doc, "scrape (text), N=2, allocated bytes") ||
+		!strings.Contains(doc, "scrape (protobuf), N=2, CPU (`scrape-proto-n2.cpu.pprof`)") {
 		t.Errorf("rendered:\n%s", doc)
 	}
 }

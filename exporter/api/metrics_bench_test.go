@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/opview/opview/exporter/process"
 	"github.com/opview/opview/exporter/store"
 )
 
@@ -34,7 +35,7 @@ func benchRelay(tb testing.TB, n int) *httptest.Server {
 		tb.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), process.NewCollector())
 	in := NewInstrumentation(reg)
 	reserved, err := reg.Gather()
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/opview/opview/exporter/process"
 )
 
 // The payload of make bench: a controller-runtime registry captured after real reconciles.
@@ -42,7 +44,7 @@ func loadBenchPayload(tb testing.TB) []*dto.MetricFamily {
 // once: the benchmarks measure the store's share of a scrape.
 func ownMetrics(tb testing.TB) []*dto.MetricFamily {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), process.NewCollector())
 	fams, err := reg.Gather()
 	if err != nil {
 		tb.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -142,6 +143,67 @@ type plan struct {
 	tmp    bytes.Buffer // scratch for the relay's own families
 	tmpb   []byte       // scratch for protobuf encodings
 	out    []byte       // copy buffer of writeTo
+	own    ownText      // scratch for the relay's own families in the text format
+}
+
+// ownText renders the relay's own families (client_golang's dto objects) in the text format
+// with the renderer of the stored families, which gives the bytes expfmt.MetricFamilyToText
+// gives (render_test.go, TestOwnFamiliesRenderAsExpfmt).
+type ownText struct {
+	r      textRenderer
+	m      metric
+	labels []byte
+}
+
+// append appends e's samples, preceded by its HELP and TYPE lines if header, or reports false
+// if e has a name expfmt would quote (not a legacy one): such families go through expfmt.
+func (o *ownText) append(b []byte, e *dto.MetricFamily, header bool) ([]byte, bool) {
+	name, typ := e.GetName(), e.GetType()
+	if !model.LegacyValidation.IsValidMetricName(name) {
+		return b, false
+	}
+	for _, m := range e.Metric {
+		for _, l := range m.Label {
+			if !model.LegacyValidation.IsValidLabelName(l.GetName()) {
+				return b, false
+			}
+		}
+	}
+	if header {
+		if e.Help != nil {
+			b = append(b, "# HELP "...)
+			b = append(b, name...)
+			b = append(b, ' ')
+			b = appendEscapedHelp(b, e.GetHelp())
+			b = append(b, '\n')
+		}
+		b = append(b, "# TYPE "...)
+		b = append(b, name...)
+		b = append(b, ' ')
+		b = append(b, typeName(typ)...)
+		b = append(b, '\n')
+	}
+	for _, dm := range e.Metric {
+		o.m.fromDTO(dm)
+		o.labels = appendLabelsText(o.labels[:0], o.m.labels)
+		b = o.r.appendMetric(b, name, typ, o.labels, &o.m)
+	}
+	return b, true
+}
+
+// appendEscapedHelp appends a HELP text escaped for the text format (backslash and newline).
+func appendEscapedHelp(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
 }
 
 var planPool = sync.Pool{New: func() any { return &plan{} }}
@@ -152,6 +214,7 @@ func (p *plan) reset() {
 	p.arena = p.arena[:0]
 	clear(p.fresh[:cap(p.fresh)])
 	p.tmp.Reset()
+	p.own.m.release() // its strings are the gathered families'
 }
 
 // grab returns an empty slice with room for n bytes that later grabs won't overwrite.
@@ -234,6 +297,11 @@ func (s *MemoryStore) WriteText(w io.Writer, extra []*dto.MetricFamily) error {
 	now := s.now()
 	err := s.walkLocked(p, extra, now, func(f *family, fresh []entry, e *dto.MetricFamily) error {
 		if f == nil {
+			var ok bool
+			if p.tmpb, ok = p.own.append(p.tmpb[:0], e, true); ok {
+				p.keep(append(p.grab(len(p.tmpb)), p.tmpb...))
+				return nil
+			}
 			p.tmp.Reset()
 			if _, err := expfmt.MetricFamilyToText(&p.tmp, e); err != nil {
 				return err
@@ -251,6 +319,11 @@ func (s *MemoryStore) WriteText(w io.Writer, extra []*dto.MetricFamily) error {
 		if e != nil {
 			// e's sample lines without its HELP and TYPE lines (the stored family's header
 			// is written above).
+			var ok bool
+			if p.tmpb, ok = p.own.append(p.tmpb[:0], e, false); ok {
+				p.keep(append(p.grab(len(p.tmpb)), p.tmpb...))
+				return nil
+			}
 			p.tmp.Reset()
 			if _, err := expfmt.MetricFamilyToText(&p.tmp, &dto.MetricFamily{Name: e.Name, Type: e.Type, Metric: e.Metric}); err != nil {
 				return err

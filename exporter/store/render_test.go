@@ -8,11 +8,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/collectors/version"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/opview/opview/exporter/process"
 )
 
 // The hand-written rendering must produce the bytes of the libraries it replaces:
@@ -261,6 +266,75 @@ func TestAppendFloatMatchesStrconv(t *testing.T) {
 		got := "# TYPE g gauge\ng " + string(appendFloat(nil, f)) + "\n"
 		if got != want.String() {
 			t.Fatalf("%v: %q, want %q", f, got, want.String())
+		}
+	}
+}
+
+// The relay's own families (client_golang's objects) are rendered in the text format by the
+// store's renderer: the bytes must be expfmt.MetricFamilyToText's, headers included, and a
+// family with a name expfmt quotes must still go through expfmt.
+func TestOwnFamiliesRenderAsExpfmt(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), process.NewCollector(), version.NewCollector("opview_relay"))
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "own_requests_total", Help: "Back\\slash and\nnewline in HELP."}, []string{"code", "path"})
+	for _, v := range labelValues {
+		c.WithLabelValues("200", v).Inc()
+	}
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "own_duration_seconds", Help: "Classic and native.",
+		Buckets: []float64{.001, .0025, 0.1, 1}, NativeHistogramBucketFactor: 1.1}, []string{"method"})
+	h.WithLabelValues("PUT").Observe(0.003)
+	h.WithLabelValues("PUT").Observe(7)
+	h.WithLabelValues("POST")
+	s := prometheus.NewSummary(prometheus.SummaryOpts{Name: "own_summary", Help: "q", Objectives: map[float64]float64{0.5: 0.05, 0.99: 0.001}})
+	s.Observe(1.5)
+	reg.MustRegister(c, h, s, prometheus.NewGauge(prometheus.GaugeOpts{Name: "own_gauge_without_help"}),
+		prometheus.NewUntypedFunc(prometheus.UntypedOpts{Name: "own_untyped", Help: "u"}, func() float64 { return math.Inf(-1) }))
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams = append(fams,
+		&dto.MetricFamily{Name: proto.String("own_no_help"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(1)}}}},
+		&dto.MetricFamily{Name: proto.String("own.dotted"), Help: proto.String("quoted by expfmt"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(2)}}}},
+		&dto.MetricFamily{Name: proto.String("own_label"), Help: proto.String("l"), Type: dto.MetricType_GAUGE.Enum(),
+			Metric: []*dto.Metric{{Label: []*dto.LabelPair{{Name: proto.String("dotted.name"), Value: proto.String("v")}}, Gauge: &dto.Gauge{Value: proto.Float64(3)}}}},
+	)
+	var o ownText
+	var want bytes.Buffer
+	for _, mf := range fams {
+		var lib bytes.Buffer
+		if _, err := expfmt.MetricFamilyToText(&lib, mf); err != nil {
+			t.Fatal(err)
+		}
+		want.Write(lib.Bytes())
+		got, ok := o.append(nil, mf, true)
+		if legacy := mf.GetName() != "own.dotted" && mf.GetName() != "own_label"; ok != legacy {
+			t.Errorf("%s: rendered by hand %v, want %v", mf.GetName(), ok, legacy)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if !bytes.Equal(got, lib.Bytes()) {
+			t.Errorf("%s:\n%s\nwant\n%s", mf.GetName(), got, lib.Bytes())
+		}
+		samples := lib.Bytes()
+		for bytes.HasPrefix(samples, []byte("# ")) {
+			samples = samples[bytes.IndexByte(samples, '\n')+1:]
+		}
+		if got, _ := o.append(nil, mf, false); !bytes.Equal(got, samples) {
+			t.Errorf("%s without header:\n%s\nwant\n%s", mf.GetName(), got, samples)
+		}
+	}
+	// Through a scrape, from the pooled plan.
+	st := New(Options{})
+	for range 2 {
+		var got bytes.Buffer
+		if err := st.WriteText(&got, fams); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Fatalf("WriteText:\n%s\nwant\n%s", got.String(), want.String())
 		}
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/opview/opview/exporter/store"
 )
@@ -176,18 +175,24 @@ func checkProto(b []byte, maxSeries int) error {
 	return nil
 }
 
-// countMetrics counts the metric fields of a MetricFamily message. For a message its walk finds
-// malformed, proto.Unmarshal has the word (and the error message).
+// countMetrics counts the metric fields of a MetricFamily message, walking its fields without
+// decoding them: a malformed message is refused where the walk finds it broken, never handed to
+// proto.Unmarshal, which would build an object for every field before the damage (two million
+// empty metrics then a broken tag, 4 KB gzipped, took 185 MB).
 func countMetrics(msg []byte) (int, error) {
 	n := 0
 	for b := msg; len(b) > 0; {
+		at := len(msg) - len(b) // where the field starts
 		num, typ, l := protowire.ConsumeTag(b)
-		if l < 0 || num > protowire.MaxValidNumber {
-			return unmarshalCount(msg)
+		if l < 0 {
+			return 0, fmt.Errorf("byte %d: %w", at, protowire.ParseError(l))
+		}
+		if num > protowire.MaxValidNumber {
+			return 0, fmt.Errorf("byte %d: field number %d out of range", at, num)
 		}
 		b = b[l:]
 		if l = protowire.ConsumeFieldValue(num, typ, b); l < 0 {
-			return unmarshalCount(msg)
+			return 0, fmt.Errorf("byte %d: field %d: %w", at, num, protowire.ParseError(l))
 		}
 		b = b[l:]
 		if num == 4 && typ == protowire.BytesType {
@@ -195,12 +200,6 @@ func countMetrics(msg []byte) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-func unmarshalCount(msg []byte) (int, error) {
-	var mf dto.MetricFamily
-	err := proto.Unmarshal(msg, &mf)
-	return len(mf.Metric), err
 }
 
 func decodeText(r io.Reader) ([]*dto.MetricFamily, error) {

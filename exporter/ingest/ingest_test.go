@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opview/opview/exporter/store"
@@ -206,3 +208,23 @@ type chunkReader struct {
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+// TestMalformedMessageCostsNoObjects: a family message broken at its end, after two million
+// empty metrics, is refused where the walk finds it broken; the body is not decoded into
+// objects to say so (it took 185 MB for 4 MB, 4 KB gzipped).
+func TestMalformedMessageCostsNoObjects(t *testing.T) {
+	const metrics = 2_000_000
+	msg := append(bytes.Repeat([]byte{0x22, 0x00}, metrics), 0x18) // field 3 (varint) cut short
+	body := append(protowire.AppendVarint(nil, uint64(len(msg))), msg...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	err := checkProto(body, 0)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "message 1: byte 4000000") {
+		t.Fatalf("checkProto of a family broken at byte %d: %v, want a refusal saying where", 2*metrics, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<10 {
+		t.Errorf("refusing a malformed %d-byte body allocated %d KiB; want next to nothing", len(body), alloc>>10)
+	}
+}

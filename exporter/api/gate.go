@@ -32,14 +32,24 @@ func (g *Gate) Enter(ctx context.Context, contentLength int64, contentEncoding s
 	if g == nil {
 		return func() {}, nil
 	}
-	n := g.maxBody
-	if contentLength >= 0 && contentLength < n && !isCompressed(contentEncoding) {
-		n = max(contentLength, 4096)
-	}
+	n := g.Weight(contentLength, contentEncoding)
 	if err := g.sem.Acquire(ctx, n); err != nil {
 		return nil, err
 	}
 	return func() { g.sem.Release(n) }, nil
+}
+
+// Weight is the room in the gate a body of contentLength bytes (-1: unknown) with the given
+// Content-Encoding takes: its size, or the largest body allowed when its decoded size is not
+// known before reading. 0 for a nil *Gate.
+func (g *Gate) Weight(contentLength int64, contentEncoding string) int64 {
+	if g == nil {
+		return 0
+	}
+	if contentLength >= 0 && contentLength < g.maxBody && !isCompressed(contentEncoding) {
+		return max(contentLength, 4096)
+	}
+	return g.maxBody
 }
 
 func isCompressed(enc string) bool {

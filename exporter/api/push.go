@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -101,6 +102,11 @@ func Push(s store.Store, replace bool, lim Limits, gate *Gate, in *Instrumentati
 			return
 		}
 		defer release()
+		// While the push holds its room in the gate, its body must keep coming: a client that
+		// sends it slower than bodyMinRate would keep other pushes waiting for that room.
+		if n := gate.Weight(r.ContentLength, r.Header.Get("Content-Encoding")); n > 0 {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTime(n)))
+		}
 		body := r.Body
 		if lim.MaxBodyBytes > 0 {
 			body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
@@ -150,6 +156,18 @@ func NoGroup(in *Instrumentation) http.Handler {
 // gateWait bounds how long a push waits for its turn to be decoded.
 const gateWait = 30 * time.Second
 
+// A push that holds its room in the gate has bodyBase, plus the time its size takes at
+// bodyMinRate, to send its body (a maximum-size 16 MiB body: 21 s, below gateWait, so that one
+// slow client alone can't make another push give up). A LAN or a VPN sends far faster.
+var (
+	bodyBase    = 5 * time.Second
+	bodyMinRate = int64(1 << 20) // bytes per second
+)
+
+func bodyTime(n int64) time.Duration {
+	return bodyBase + time.Duration(n)*time.Second/time.Duration(bodyMinRate)
+}
+
 // maxMessage bounds a refusal's message, in the answer and in the log.
 const maxMessage = 1024
 
@@ -174,6 +192,9 @@ func fail(w http.ResponseWriter, logger *slog.Logger, r *http.Request, key store
 	case errors.Is(err, ingest.ErrTooManySeries):
 		code = http.StatusRequestEntityTooLarge
 		err = fmt.Errorf("push carries more than %d series, the limit per group%s", lim.MaxSeries, flagSuffix(lim.MaxSeriesFlag))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		code = http.StatusRequestTimeout
+		err = fmt.Errorf("push body not received in time: once its turn to be decoded has come, a push body must arrive at %d KiB/s or more", bodyMinRate>>10)
 	case errors.Is(err, ingest.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
 		err = fmt.Errorf("push body larger than %d bytes after decompression%s", lim.MaxBodyBytes, flagSuffix(lim.MaxBodyBytesFlag))

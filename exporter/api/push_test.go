@@ -1,10 +1,14 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/opview/opview/exporter/store"
+	"github.com/opview/opview/internal/promtest"
 )
 
 // serve runs one request through the push handlers over a store with the given limits.
@@ -151,5 +156,60 @@ func TestPushInstrumentation(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(in.pushes.WithLabelValues("PUT", "400")); got != 1 {
 		t.Errorf("pushes{PUT,400} = %v", got)
+	}
+}
+
+// TestSlowBodyLeavesTheGate: a client that takes the whole gate (a body of unknown size) and then
+// sends it a byte at a time is cut off once its body is late, with 408, so that the push waiting
+// behind it goes through instead of giving up.
+func TestSlowBodyLeavesTheGate(t *testing.T) {
+	base := bodyBase
+	bodyBase = 300 * time.Millisecond
+	t.Cleanup(func() { bodyBase = base })
+
+	s := store.New(store.Options{})
+	const maxBody = 64 << 10 // 64 KiB: 300 ms + 62.5 ms at 1 MiB/s
+	gate := NewGate(maxBody, maxBody)
+	in := NewInstrumentation(prometheus.NewRegistry())
+	srv := httptest.NewServer(Push(s, true, Limits{MaxBodyBytes: maxBody}, gate, in, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PUT /metrics/job/slow HTTP/1.1\r\nHost: relay\r\nContent-Encoding: gzip\r\nContent-Length: 1000\r\n\r\n\x1f")
+	promtest.Eventually(t, 10*time.Second, "the slow push to take the gate", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		release, err := gate.Enter(ctx, 1, "")
+		if err == nil {
+			release()
+		}
+		return err != nil
+	})
+
+	start := time.Now()
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/metrics/job/fast", strings.NewReader("g 1\n"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the push behind the slow one: HTTP %d, want 200", resp.StatusCode)
+	}
+	if waited := time.Since(start); waited > gateWait/2 {
+		t.Errorf("the push behind the slow one waited %s", waited)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	slow, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("the slow push's answer: %v", err)
+	}
+	msg, _ := io.ReadAll(slow.Body)
+	if slow.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(msg), "KiB/s") {
+		t.Errorf("the slow push: HTTP %d %q, want 408 saying the rate", slow.StatusCode, msg)
 	}
 }

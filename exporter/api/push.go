@@ -29,8 +29,12 @@ type Limits struct {
 	// MaxSeries (the store's limit per group; 0: none) stops decoding a body that surely
 	// carries more series.
 	MaxSeries int
-	// MaxBodyBytesFlag and MaxSeriesFlag name the settings that raise the limits, for refusals.
-	MaxBodyBytesFlag, MaxSeriesFlag string
+	// MaxLabels (the store's labels per series; 0: none) stops decoding a text body at a line
+	// that carries more.
+	MaxLabels int
+	// MaxBodyBytesFlag, MaxSeriesFlag and MaxLabelsFlag name the settings that raise the limits,
+	// for refusals.
+	MaxBodyBytesFlag, MaxSeriesFlag, MaxLabelsFlag string
 }
 
 // Instrumentation is the relay's own metrics about its HTTP API.
@@ -111,7 +115,7 @@ func Push(s store.Store, replace bool, lim Limits, gate *Gate, in *Instrumentati
 		if lim.MaxBodyBytes > 0 {
 			body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
 		}
-		fams, err := ingest.Body(body, r.ContentLength, r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), lim.MaxBodyBytes, lim.MaxSeries)
+		fams, err := ingest.Body(body, r.ContentLength, r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), lim.MaxBodyBytes, lim.MaxSeries, lim.MaxLabels)
 		if err != nil {
 			s.RecordRefusal(key, r.RemoteAddr, err)
 		} else {
@@ -195,6 +199,8 @@ func fail(w http.ResponseWriter, logger *slog.Logger, r *http.Request, key store
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		code = http.StatusRequestTimeout
 		err = fmt.Errorf("push body not received in time: once its turn to be decoded has come, a push body must arrive at %d KiB/s or more", bodyMinRate>>10)
+	case errors.Is(err, ingest.ErrTooManyLabels):
+		err = fmt.Errorf("%w%s", err, flagSuffix(lim.MaxLabelsFlag))
 	case errors.Is(err, ingest.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
 		err = fmt.Errorf("push body larger than %d bytes after decompression%s", lim.MaxBodyBytes, flagSuffix(lim.MaxBodyBytesFlag))

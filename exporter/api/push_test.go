@@ -49,7 +49,7 @@ func TestPushStatusCodes(t *testing.T) {
 		Limits:     store.Limits{MaxGroups: 2, MaxSeriesPerGroup: 3},
 		LimitNames: map[store.Limit]string{store.LimitGroups: "--store.max-groups", store.LimitSeries: "--group.max-series"},
 	})
-	lim := Limits{MaxBodyBytes: 1024, MaxSeries: 3, MaxBodyBytesFlag: "--push.max-body-bytes", MaxSeriesFlag: "--group.max-series"}
+	lim := Limits{MaxBodyBytes: 1024, MaxSeries: 3, MaxLabels: 64, MaxBodyBytesFlag: "--push.max-body-bytes", MaxSeriesFlag: "--group.max-series", MaxLabelsFlag: "--push.label-limit"}
 	ok := func(path, body string) {
 		if rec := serve(t, s, lim, nil, "PUT", path, body); rec.Code != http.StatusOK {
 			t.Fatalf("PUT %s: %d %s", path, rec.Code, rec.Body)
@@ -68,7 +68,8 @@ func TestPushStatusCodes(t *testing.T) {
 		{"PUT", "/metrics", "c 1\n", nil, 400, "the job is missing"},
 		{"PUT", "/metrics/job/b", "# TYPE c gauge\nc 1\n", nil, 409, "already pushed it as counter"},
 		{"PUT", "/metrics/job/a", "x{i=\"1\"} 1\nx{i=\"2\"} 1\nx{i=\"3\"} 1\nx{i=\"4\"} 1\n", nil, 413, "(--group.max-series)"},
-		{"PUT", "/metrics/job/a", strings.Repeat("x 1\n", 300), nil, 413, "(--push.max-body-bytes)"},
+		{"PUT", "/metrics/job/a", "x{l=\"" + strings.Repeat("v", 1100) + "\"} 1\n", nil, 413, "(--push.max-body-bytes)"},
+		{"PUT", "/metrics/job/a", "x{" + strings.Repeat("l=\"\",", 70) + "} 1\n", nil, 400, "(--push.label-limit)"},
 		{"PUT", "/metrics/job/a", "", []string{"Content-Encoding", "br"}, 400, "Content-Encoding"},
 		{"PUT", "/metrics/job/c", "g 1\n", nil, 403, "(--store.max-groups)"},
 	} {

@@ -46,7 +46,7 @@ func FuzzParsePush(f *testing.F) {
 		s := fuzzStore(t)
 		before := exposition(t, s)
 
-		fams, err := ingest.Body(bytes.NewReader(body), int64(len(body)), ct, "", 1<<20, 1000)
+		fams, err := ingest.Body(bytes.NewReader(body), int64(len(body)), ct, "", 1<<20, 1000, 64)
 		if err == nil {
 			_, err = s.Push(store.PushRequest{Key: fuzzKey, Families: fams.Decoded, Encoded: fams.Encoded})
 			var se *store.Error

@@ -33,6 +33,11 @@ var ErrTooLarge = errors.New("push body too large")
 // series of it as decoded objects (about ten times the body) only to refuse it afterwards.
 var ErrTooManySeries = errors.New("push carries too many series")
 
+// ErrTooManyLabels is returned by Body when a line of a text body carries more labels than a
+// series may have: the text parser's work on a line grows with the square of its labels (forty
+// thousand labels on one line took a minute).
+var ErrTooManyLabels = errors.New("push carries a series with too many labels")
+
 // GroupingKey parses the part of a push URL after "/metrics/": "job/<job>{/<label>/<value>}".
 // A label name ending in "@base64" has a base64url-encoded value (how client_golang sends values
 // containing "/" and empty values). Segments are URL-path-escaped.
@@ -82,8 +87,9 @@ type Families struct {
 // text format, as Pushgateway does. contentEncoding may be "gzip". maxBytes (> 0) bounds the
 // decompressed size; maxSeries (> 0) stops decoding once the body surely carries more series (the
 // store counts them exactly). sizeHint (the Content-Length, or 0) sizes the buffer a protobuf body
-// is read into. Decoded families are sorted by name.
-func Body(body io.Reader, sizeHint int64, contentType, contentEncoding string, maxBytes int64, maxSeries int) (Families, error) {
+// is read into. maxLabels (> 0) stops a text body at a line that carries more labels than a
+// series may have. Decoded families are sorted by name.
+func Body(body io.Reader, sizeHint int64, contentType, contentEncoding string, maxBytes int64, maxSeries, maxLabels int) (Families, error) {
 	switch strings.ToLower(strings.TrimSpace(contentEncoding)) {
 	case "", "identity":
 	case "gzip":
@@ -114,7 +120,7 @@ func Body(body io.Reader, sizeHint int64, contentType, contentEncoding string, m
 		// Every series is a line of its own; a family adds at most a HELP and a TYPE line.
 		body = &lineLimitReader{r: body, left: 3*int64(maxSeries) + 1024}
 	}
-	fams, err := decodeText(body)
+	fams, err := decodeText(&sampleLines{r: body, maxSamples: maxSeries, maxLabels: maxLabels})
 	return Families{Decoded: fams}, err
 }
 
@@ -202,12 +208,11 @@ func countMetrics(msg []byte) (int, error) {
 	return n, nil
 }
 
-func decodeText(r io.Reader) ([]*dto.MetricFamily, error) {
+func decodeText(lines *sampleLines) ([]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.LegacyValidation)
-	lines := &sampleLines{r: r}
 	fams, err := p.TextToMetricFamilies(lines)
 	if err != nil {
-		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrTooManySeries) {
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrTooManySeries) || errors.Is(err, ErrTooManyLabels) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("text body: %w", err)
@@ -271,13 +276,23 @@ var newline = []byte{'\n'}
 // empty line is none, any other line is a sample. Lines are also counted by the metric name
 // that starts them (or that a '{' starting them opens with), to name the family that lost one;
 // a name written in another way (a quoted part, an escape) leaves its line without a name.
+//
+// It also bounds what the parser is given: past maxSamples sample lines (> 0) it stops with
+// ErrTooManySeries, and at a line whose labels (a '=' outside quotes, in its braces) reach
+// maxLabels (> 0), with the line's name one label more than a series may have, with
+// ErrTooManyLabels.
 type sampleLines struct {
-	r      io.Reader
-	total  int            // sample lines
-	names  map[string]int // the names of lines: where their count is in byName
-	byName []int
-	state  scanState
-	name   []byte // of the line being read
+	r          io.Reader
+	maxSamples int
+	maxLabels  int
+	labels     int            // of the line being read
+	braced     bool           // the line being read started with '{'
+	err        error          // the bound passed, returned by every Read from then on
+	total      int            // sample lines
+	names      map[string]int // the names of lines: where their count is in byName
+	byName     []int
+	state      scanState
+	name       []byte // of the line being read
 }
 
 type scanState int
@@ -288,6 +303,10 @@ const (
 	inName                      // reading a metric name
 	inQuoted                    // reading a quoted metric name after a '{'
 	restOfLine                  // the rest of a line, skipped
+	inLabels                    // in a line's braces, outside quotes
+	inValue                     // in a quoted label value (or name) in a line's braces
+	inEscape                    // after a backslash in a quoted value
+	afterName                   // blanks after an unbraced name: '{' or the value follows
 )
 
 // maxCountedName bounds the names sampleLines keeps; a line with a longer name is counted
@@ -295,8 +314,13 @@ const (
 const maxCountedName = 1024
 
 func (s *sampleLines) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
 	n, err := s.r.Read(p)
-	s.scan(p[:n])
+	if s.scan(p[:n]); s.err != nil {
+		return 0, s.err
+	}
 	if err == io.EOF && (s.state == inName || s.state == inQuoted) {
 		s.countName() // the last line has no newline
 		s.state = lineStart
@@ -306,7 +330,7 @@ func (s *sampleLines) Read(p []byte) (int, error) {
 
 // scan reads b, the next bytes of the body.
 func (s *sampleLines) scan(b []byte) {
-	for len(b) > 0 {
+	for len(b) > 0 && s.err == nil {
 		c := b[0]
 		switch s.state {
 		case lineStart:
@@ -315,10 +339,10 @@ func (s *sampleLines) scan(b []byte) {
 			case '#':
 				s.state = restOfLine
 			case '{':
-				s.total++
+				s.startSample(true)
 				s.state = braceStart
 			default:
-				s.total++
+				s.startSample(false)
 				s.name = append(s.name[:0], c)
 				s.state = inName
 			}
@@ -326,16 +350,21 @@ func (s *sampleLines) scan(b []byte) {
 		case braceStart:
 			switch c {
 			case ' ', '\t':
+				b = b[1:]
 			case '"':
 				s.name = s.name[:0]
 				s.state = inQuoted
+				b = b[1:]
 			case '\n':
 				s.state = lineStart
+				b = b[1:]
+			case '=', ',', '}':
+				s.state = inLabels // no name first: the parser will say what is wrong
 			default:
 				s.name = append(s.name[:0], c)
 				s.state = inName
+				b = b[1:]
 			}
-			b = b[1:]
 		case inName, inQuoted:
 			end := " \t\n{},=\"\\"
 			if s.state == inQuoted {
@@ -347,11 +376,59 @@ func (s *sampleLines) scan(b []byte) {
 				return
 			}
 			s.appendName(b[:i])
-			if quoteEnds := s.state == inQuoted && b[i] == '"'; quoteEnds || strings.IndexByte(" \t\n{},", b[i]) >= 0 {
+			quoted := s.state == inQuoted
+			if quoteEnds := quoted && b[i] == '"'; quoteEnds || strings.IndexByte(" \t\n{},", b[i]) >= 0 {
 				s.countName()
 			} // else a quote, an escape or a label's '=': a name not read here
-			s.state = restOfLine
-			b = b[i:]
+			s.state, b = s.afterName(b[i], quoted), b[i:]
+			if quoted && b[0] != '\n' {
+				b = b[1:] // the closing quote, or the backslash whose escape comes next
+			}
+		case afterName:
+			switch c {
+			case ' ', '\t':
+				b = b[1:]
+			case '{':
+				s.state = inLabels
+				b = b[1:]
+			default:
+				s.state = restOfLine
+			}
+		case inLabels:
+			i := bytes.IndexAny(b, "\"=}\n")
+			if i < 0 {
+				return
+			}
+			switch b[i] {
+			case '"':
+				s.state = inValue
+			case '=':
+				if s.labels++; s.maxLabels > 0 && s.labels >= s.maxLabels {
+					s.err = fmt.Errorf("%w: a line of the text body carries %d labels or more; a series may have %d, its name included", ErrTooManyLabels, s.labels, s.maxLabels)
+				}
+			case '}':
+				s.state = restOfLine
+			case '\n':
+				s.state = lineStart
+			}
+			b = b[i+1:]
+		case inValue:
+			i := bytes.IndexAny(b, "\"\\\n")
+			if i < 0 {
+				return
+			}
+			switch b[i] {
+			case '"':
+				s.state = inLabels
+			case '\\':
+				s.state = inEscape
+			case '\n':
+				s.state = lineStart
+			}
+			b = b[i+1:]
+		case inEscape:
+			s.state = inValue
+			b = b[1:]
 		case restOfLine:
 			i := bytes.IndexByte(b, '\n')
 			if i < 0 {
@@ -361,6 +438,34 @@ func (s *sampleLines) scan(b []byte) {
 			b = b[i+1:]
 		}
 	}
+}
+
+// startSample counts a sample line starting, braced if it starts with '{'.
+func (s *sampleLines) startSample(braced bool) {
+	s.total++
+	s.labels, s.braced = 0, braced
+	if s.maxSamples > 0 && s.total > s.maxSamples {
+		s.err = fmt.Errorf("%w: more than %d", ErrTooManySeries, s.maxSamples)
+	}
+}
+
+// afterName is the state after the name of a sample line, which ended at c.
+func (s *sampleLines) afterName(c byte, quoted bool) scanState {
+	switch {
+	case c == '\n':
+		return lineStart
+	case s.braced && quoted && c == '\\':
+		return inEscape // an escape in the quoted name: read on as a quoted value
+	case s.braced && quoted:
+		return inLabels // after the closing quote
+	case s.braced:
+		return inLabels // the terminator is read there: ',', '}' or the '=' of a label
+	case c == '{':
+		return inLabels
+	case c == ' ' || c == '\t':
+		return afterName
+	}
+	return restOfLine
 }
 
 func (s *sampleLines) appendName(b []byte) {

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,10 +32,10 @@ func TestBodyStopsAtTooManySeries(t *testing.T) {
 	for i := range 5000 {
 		fmt.Fprintf(&text, "g{i=\"%d\"} 1\n", i)
 	}
-	if _, err := Body(strings.NewReader(text.String()), 0, "text/plain", "", 1<<20, 100); !errors.Is(err, ErrTooManySeries) {
+	if _, err := Body(strings.NewReader(text.String()), 0, "text/plain", "", 1<<20, 100, 64); !errors.Is(err, ErrTooManySeries) {
 		t.Errorf("text: %v; want ErrTooManySeries", err)
 	}
-	if fams, err := Body(strings.NewReader(text.String()), 0, "text/plain", "", 1<<20, 5000); err != nil || len(fams.Decoded[0].Metric) != 5000 {
+	if fams, err := Body(strings.NewReader(text.String()), 0, "text/plain", "", 1<<20, 5000, 64); err != nil || len(fams.Decoded[0].Metric) != 5000 {
 		t.Errorf("text within the limit: %v", err)
 	}
 
@@ -50,10 +51,10 @@ func TestBodyStopsAtTooManySeries(t *testing.T) {
 		}
 	}
 	ct := string(expfmt.NewFormat(expfmt.TypeProtoDelim))
-	if _, err := Body(bytes.NewReader(pb.Bytes()), 0, ct, "", 1<<20, 1000); !errors.Is(err, ErrTooManySeries) {
+	if _, err := Body(bytes.NewReader(pb.Bytes()), 0, ct, "", 1<<20, 1000, 64); !errors.Is(err, ErrTooManySeries) {
 		t.Errorf("protobuf: %v; want ErrTooManySeries", err)
 	}
-	if fams, err := Body(bytes.NewReader(pb.Bytes()), 0, ct, "", 1<<20, 0); err != nil || !bytes.Equal(fams.Encoded, pb.Bytes()) {
+	if fams, err := Body(bytes.NewReader(pb.Bytes()), 0, ct, "", 1<<20, 0, 64); err != nil || !bytes.Equal(fams.Encoded, pb.Bytes()) {
 		t.Errorf("protobuf without a limit: %v", err)
 	}
 }
@@ -78,7 +79,7 @@ func TestTextBodyLosesNoSamples(t *testing.T) {
 		{"NaN le, quoted name", hist + "{\"h_bucket\", le=\"NaN\"} 1\n", "h"},
 		{"NaN le, other families around", "# TYPE a gauge\na 1\n" + hist + "h_bucket{le=\"NaN\"} 1\n# TYPE z counter\nz 1\n", "h"},
 	} {
-		_, err := Body(strings.NewReader(c.body), 0, "text/plain; version=0.0.4", "", 1<<20, 1000)
+		_, err := Body(strings.NewReader(c.body), 0, "text/plain; version=0.0.4", "", 1<<20, 1000, 64)
 		var se *store.Error
 		if !errors.As(err, &se) || se.Kind != store.KindInvalid || !strings.Contains(se.Msg, fmt.Sprintf("metric family %q", c.family)) {
 			t.Errorf("%s: %v; want a refusal naming family %q", c.name, err, c.family)
@@ -94,7 +95,7 @@ func TestTextBodyLosesNoSamples(t *testing.T) {
 		"# TYPE s_sum gauge\ns_sum 1\n# TYPE s summary\ns_count 2\n",
 		"\n  \n# a comment\n\t# TYPE u untyped\n  u 1\n{u2} 2\n{\"u3\"} 3\n",
 	} {
-		if _, err := Body(strings.NewReader(body), 0, "text/plain", "", 1<<20, 1000); err != nil {
+		if _, err := Body(strings.NewReader(body), 0, "text/plain", "", 1<<20, 1000, 64); err != nil {
 			t.Errorf("%q: %v", body, err)
 		}
 	}
@@ -115,7 +116,7 @@ func TestTextBodyLosesNoSamples(t *testing.T) {
 		}
 	}
 	for name, body := range map[string][]byte{"controller-runtime payload": payload, "Go and process collectors": own.Bytes()} {
-		if _, err := Body(bytes.NewReader(body), 0, "text/plain", "", 16<<20, 100000); err != nil {
+		if _, err := Body(bytes.NewReader(body), 0, "text/plain", "", 16<<20, 100000, 64); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -132,7 +133,7 @@ func TestTextBodyLosesNoSamples(t *testing.T) {
 		if err := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeProtoDelim)).Encode(mf); err != nil {
 			t.Fatal(err)
 		}
-		fams, err := Body(&b, 0, string(expfmt.NewFormat(expfmt.TypeProtoDelim)), "", 1<<20, 1000)
+		fams, err := Body(&b, 0, string(expfmt.NewFormat(expfmt.TypeProtoDelim)), "", 1<<20, 1000, 64)
 		if err == nil {
 			_, err = s.Push(store.PushRequest{Key: store.MustKey("job", "j"), Encoded: fams.Encoded})
 		}
@@ -169,10 +170,38 @@ func FuzzSampleLines(f *testing.F) {
 		if lines.total != chunked.total || !maps.Equal(lines.counted(), chunked.counted()) {
 			t.Fatalf("read whole: %d lines, %v; in chunks of %d bytes: %d lines, %v", lines.total, lines.counted(), 1+chunk%16, chunked.total, chunked.counted())
 		}
+		// The label bound stops whole and chunked reads alike.
+		bounded := func(n int) error {
+			var r io.Reader = &sampleLines{r: strings.NewReader(body), maxLabels: 3}
+			if n > 0 {
+				r = &sampleLines{r: &chunkReader{r: strings.NewReader(body), n: n}, maxLabels: 3}
+			}
+			_, err := io.ReadAll(r)
+			return err
+		}
+		tooMany := errors.Is(bounded(0), ErrTooManyLabels)
+		if chunked := errors.Is(bounded(1+int(chunk%16)), ErrTooManyLabels); chunked != tooMany {
+			t.Fatalf("label bound: read whole %v, in chunks of %d bytes %v", tooMany, 1+chunk%16, chunked)
+		}
 		parser := expfmt.NewTextParser(model.LegacyValidation)
 		fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
 		if err != nil {
 			return
+		}
+		if tooMany { // a line the parser takes has 3 labels or more (a quantile or le among them)
+			most := 0
+			for _, mf := range fams {
+				for _, m := range mf.Metric {
+					n := len(m.Label)
+					if mf.GetType() == dto.MetricType_SUMMARY || mf.GetType() == dto.MetricType_HISTOGRAM {
+						n++
+					}
+					most = max(most, n)
+				}
+			}
+			if most < 3 {
+				t.Fatalf("refused for 3 labels on a line, but the parser finds at most %d on a line", most)
+			}
 		}
 		attributed := map[string]int{}
 		for name, n := range lines.counted() {
@@ -226,5 +255,55 @@ func TestMalformedMessageCostsNoObjects(t *testing.T) {
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<10 {
 		t.Errorf("refusing a malformed %d-byte body allocated %d KiB; want next to nothing", len(body), alloc>>10)
+	}
+}
+
+// TestTextLineLabelsAreBounded: a text line with more labels than a series may have stops the
+// body before the parser's quadratic work on it, however the line is written; '=' in quoted
+// values and names does not count.
+func TestTextLineLabelsAreBounded(t *testing.T) {
+	labels := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "l%d=\"v\",", i)
+		}
+		return b.String()
+	}
+	for _, c := range []struct {
+		name, body string
+		refused    bool
+	}{
+		{"63 labels", "m{" + labels(63) + "} 1\n", false},
+		{"64 labels", "m{" + labels(64) + "} 1\n", true},
+		{"40,000 labels", "m{" + labels(40000) + "} 1\n", true},
+		{"blank before the braces", "m \t{" + labels(64) + "} 1\n", true},
+		{"quoted name in the braces", "{\"m.x\", " + labels(64) + "} 1\n", true},
+		{"escaped quoted name", "{\"m\\\"=x\", " + labels(64) + "} 1\n", true},
+		{"quoted label names", "{\"m\", " + strings.Repeat("\"a.b\"=\"v\",", 64) + "} 1\n", true},
+		{"'=' in values", "m{a=\"" + strings.Repeat("=", 200) + "\",b=\"x\\\"=y=\\\\\"} 1\n", false},
+		{"'=' in HELP and comments", "# HELP m " + strings.Repeat("a=b ", 100) + "\n# " + strings.Repeat("=", 100) + "\nm 1\n", false},
+		{"labels over many lines", strings.Repeat("m{"+labels(40)+"} 1\n", 3), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := Body(strings.NewReader(c.body), 0, "text/plain", "", 16<<20, 1000, 64)
+			if got := errors.Is(err, ErrTooManyLabels); got != c.refused {
+				t.Fatalf("refused for its labels: %v (%v), want %v", got, err, c.refused)
+			}
+			if c.refused && !strings.Contains(err.Error(), "a series may have 64") {
+				t.Errorf("message %q does not say the limit", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %s", d)
+			}
+		})
+	}
+	// The same bound with every chunking of the body.
+	body := "{\"m\\\"x\", a=\"=\\\"=\"," + labels(63) + "} 1\n"
+	for n := 1; n < 16; n++ {
+		lines := &sampleLines{r: &chunkReader{r: strings.NewReader(body), n: n}, maxLabels: 64}
+		if _, err := io.ReadAll(lines); !errors.Is(err, ErrTooManyLabels) {
+			t.Fatalf("read in chunks of %d bytes: %v, want ErrTooManyLabels", n, err)
+		}
 	}
 }

@@ -195,7 +195,9 @@ func build(cfg Config) *Relay {
 
 	lim := api.Limits{
 		MaxBodyBytes: cfg.MaxBodyBytes, MaxSeries: cfg.Limits.MaxSeriesPerGroup,
+		MaxLabels:        cfg.Limits.LabelLimit,
 		MaxBodyBytesFlag: cfg.LimitNames[LimitBodyBytes], MaxSeriesFlag: cfg.LimitNames[store.LimitSeries],
+		MaxLabelsFlag: cfg.LimitNames[store.LimitLabels],
 	}
 	// One maximum-size body decodes at a time; smaller ones share that room by their size.
 	gate := api.NewGate(cfg.MaxBodyBytes, cfg.MaxBodyBytes)

@@ -688,18 +688,22 @@ func (s *MemoryStore) checkExemplar(name string, e *exemplar) error {
 			err.(*Error).Msg = fmt.Sprintf("metric family %s: in an exemplar, %s", q(name), err.(*Error).Msg)
 			return err
 		}
+		if !utf8.ValidString(l.Value) {
+			return invalid("metric family %s: value of exemplar label %s is not valid UTF-8", q(name), q(l.Name))
+		}
+		// Counted before the duplicates are looked for: a name has a rune at least, so the
+		// quadratic search below sees at most exemplarMaxRunes labels.
+		if runes += utf8.RuneCountInString(l.Name) + utf8.RuneCountInString(l.Value); runes > exemplarMaxRunes {
+			if i == len(e.labels)-1 {
+				return invalid("metric family %s: an exemplar's labels have %d runes (names and values), more than the %d OpenMetrics allows", q(name), runes, exemplarMaxRunes)
+			}
+			return invalid("metric family %s: an exemplar's labels have more than %d runes (names and values), the most OpenMetrics allows", q(name), exemplarMaxRunes)
+		}
 		for _, prev := range e.labels[:i] {
 			if prev.Name == l.Name {
 				return invalid("metric family %s: exemplar label %s appears twice in one exemplar", q(name), q(l.Name))
 			}
 		}
-		if !utf8.ValidString(l.Value) {
-			return invalid("metric family %s: value of exemplar label %s is not valid UTF-8", q(name), q(l.Name))
-		}
-		runes += utf8.RuneCountInString(l.Name) + utf8.RuneCountInString(l.Value)
-	}
-	if runes > exemplarMaxRunes {
-		return invalid("metric family %s: an exemplar's labels have %d runes (names and values), more than the %d OpenMetrics allows", q(name), runes, exemplarMaxRunes)
 	}
 	return nil
 }

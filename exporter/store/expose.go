@@ -170,18 +170,7 @@ func (o *ownText) append(b []byte, e *dto.MetricFamily, header bool) ([]byte, bo
 		}
 	}
 	if header {
-		if e.Help != nil {
-			b = append(b, "# HELP "...)
-			b = append(b, name...)
-			b = append(b, ' ')
-			b = appendEscapedHelp(b, e.GetHelp())
-			b = append(b, '\n')
-		}
-		b = append(b, "# TYPE "...)
-		b = append(b, name...)
-		b = append(b, ' ')
-		b = append(b, typeName(typ)...)
-		b = append(b, '\n')
+		b = appendTextHeader(b, name, typ, e.GetHelp(), e.Help != nil)
 	}
 	for _, dm := range e.Metric {
 		o.m.fromDTO(dm)
@@ -564,20 +553,23 @@ func typeName(t dto.MetricType) string {
 }
 
 func textHeader(name string, typ dto.MetricType, help string) []byte {
-	var b bytes.Buffer
-	if help != "" {
-		b.WriteString("# HELP ")
-		b.WriteString(name)
-		b.WriteByte(' ')
-		b.WriteString(strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(help))
-		b.WriteByte('\n')
+	return appendTextHeader(nil, name, typ, help, help != "")
+}
+
+// appendTextHeader appends a family's HELP line (if withHelp) and TYPE line.
+func appendTextHeader(b []byte, name string, typ dto.MetricType, help string, withHelp bool) []byte {
+	if withHelp {
+		b = append(b, "# HELP "...)
+		b = append(b, name...)
+		b = append(b, ' ')
+		b = appendEscapedHelp(b, help)
+		b = append(b, '\n')
 	}
-	b.WriteString("# TYPE ")
-	b.WriteString(name)
-	b.WriteByte(' ')
-	b.WriteString(typeName(typ))
-	b.WriteByte('\n')
-	return b.Bytes()
+	b = append(b, "# TYPE "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, typeName(typ)...)
+	return append(b, '\n')
 }
 
 func protoHeader(name string, typ dto.MetricType, help string) []byte {

@@ -120,6 +120,7 @@ func Push(s store.Store, replace bool, lim Limits, gate *Gate, in *Instrumentati
 			s.RecordRefusal(key, r.RemoteAddr, err)
 		} else {
 			_, err = s.Push(store.PushRequest{Key: key, Families: fams.Decoded, Encoded: fams.Encoded, Replace: replace, Client: r.RemoteAddr})
+			fams.Release()
 		}
 		if err != nil {
 			code = fail(w, logger, r, key, err, lim)

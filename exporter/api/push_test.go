@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/opview/opview/exporter/store"
 	"github.com/opview/opview/internal/promtest"
@@ -212,5 +213,51 @@ func TestSlowBodyLeavesTheGate(t *testing.T) {
 	msg, _ := io.ReadAll(slow.Body)
 	if slow.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(msg), "KiB/s") {
 		t.Errorf("the slow push: HTTP %d %q, want 408 saying the rate", slow.StatusCode, msg)
+	}
+}
+
+// TestPushReusesBodyBuffersSafely: protobuf bodies are read into buffers that the next push
+// reuses; a group pushed from one must keep its names, labels and HELP when another push
+// overwrites that buffer with bytes of the same shape.
+func TestPushReusesBodyBuffersSafely(t *testing.T) {
+	s := store.New(store.Options{})
+	body := func(group string, v float64) string {
+		var b bytes.Buffer
+		enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeProtoDelim))
+		for _, name := range []string{"x_" + group, "y_" + group} {
+			g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "help of " + group}, []string{"l"})
+			g.WithLabelValues("value " + group).Set(v)
+			r := prometheus.NewPedanticRegistry()
+			r.MustRegister(g)
+			mfs, err := r.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := enc.Encode(mfs[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b.String()
+	}
+	for i, group := range []string{"aa", "bb", "cc", "aa", "dd"} {
+		rec := serve(t, s, Limits{}, nil, "PUT", "/metrics/job/"+group, body(group, float64(i)), "Content-Type", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("push %s: %d %s", group, rec.Code, rec.Body)
+		}
+	}
+	var out bytes.Buffer
+	if err := s.WriteText(&out, nil); err != nil {
+		t.Fatal(err)
+	}
+	for group, v := range map[string]string{"aa": "3", "bb": "1", "cc": "2", "dd": "4"} {
+		for _, want := range []string{
+			"# HELP x_" + group + " help of " + group + "\n",
+			"x_" + group + `{instance="",job="` + group + `",l="value ` + group + `"} ` + v + "\n",
+			"y_" + group + `{instance="",job="` + group + `",l="value ` + group + `"} ` + v + "\n",
+		} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("exposition lacks %q:\n%s", want, out.String())
+			}
+		}
 	}
 }

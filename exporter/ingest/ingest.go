@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -83,6 +84,31 @@ type Families struct {
 	Encoded []byte
 }
 
+// Release hands the body's buffer back for another push to read into: the caller is done with
+// Encoded, and nothing it was given refers to it (the store copies what it keeps of a push).
+func (f *Families) Release() {
+	if b := f.Encoded; b != nil && cap(b) <= maxPooledBody {
+		b = b[:0]
+		bodies.Put(&b)
+	}
+	f.Encoded = nil
+}
+
+// bodies holds protobuf body buffers between pushes: a push's body is most of what it allocates
+// besides what the store keeps, and re-pushing clients send the same size again and again.
+var bodies sync.Pool // of *[]byte
+
+// maxPooledBody bounds the buffers kept: one huge push must not stay in memory.
+const maxPooledBody = 4 << 20
+
+// bodyBuffer returns an empty buffer of capacity n at least.
+func bodyBuffer(n int64) []byte {
+	if bp, ok := bodies.Get().(*[]byte); ok && int64(cap(*bp)) >= n {
+		return (*bp)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
 // Body decodes a push body. contentType selects delimited protobuf; anything else is read as the
 // text format, as Pushgateway does. contentEncoding may be "gzip". maxBytes (> 0) bounds the
 // decompressed size; maxSeries (> 0) stops decoding once the body surely carries more series (the
@@ -131,7 +157,7 @@ func isProto(contentType string) bool {
 
 // readAll reads r to its end into a buffer sized from hint.
 func readAll(r io.Reader, hint int64) ([]byte, error) {
-	b := make([]byte, 0, max(512, min(hint, 64<<20)+1)) // +1: the read that sees EOF needs room
+	b := bodyBuffer(max(512, min(hint, 64<<20)+1)) // +1: the read that sees EOF needs room
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]

@@ -55,6 +55,22 @@ type part struct {
 	series int
 }
 
+// own makes the part's strings the store's before it is stored: its family's where they are
+// equal (one copy for every group), else copies. Until then they may point into the push's body,
+// which the caller reuses once the push returns.
+func (pt *part) own(f *family) {
+	if f != nil && pt.name == f.name {
+		pt.name = f.name
+	} else {
+		pt.name = strings.Clone(pt.name)
+	}
+	if f != nil && pt.help == f.help {
+		pt.help = f.help
+	} else {
+		pt.help = strings.Clone(pt.help)
+	}
+}
+
 // partOverhead estimates a part's bookkeeping besides its bytes: the struct, its entries in the
 // group's map and the family's list.
 const partOverhead = 192
@@ -404,8 +420,8 @@ func (sc *scratch) preparePart(s *MemoryStore, p *prepared, in *familyIn) (*part
 	default:
 		return nil, invalid("metric family %s: type %s is not supported", q(name), typ)
 	}
-	// The store keeps the strings: copies, not the push's bytes.
-	pt := &part{name: strings.Clone(name), typ: typ, help: strings.Clone(in.help)}
+	// The strings may point into the push's body until the part is stored (part.own).
+	pt := &part{name: name, typ: typ, help: in.help}
 	pb := partBytes{pt: pt, text: len(sc.text), proto: len(sc.proto), hashes: len(sc.hashes)}
 	if len(sc.seen) > 4096 {
 		sc.seen = map[uint64]struct{}{} // clearing costs what the map grew to

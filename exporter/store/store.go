@@ -27,7 +27,8 @@ import (
 type Store interface {
 	// Push validates, renders and stores one push, within the store's limits and byte budget. A
 	// refused push changes nothing stored: it is recorded (see RecordRefusal) and returned as an
-	// *Error.
+	// *Error. Push keeps nothing of req's families or bytes (what it stores it copies): the
+	// caller may reuse them once it returns.
 	Push(req PushRequest) (PushResult, error)
 	// RecordRefusal notes a push refused before it reached Push (a URL or body that did not
 	// decode), for the group's health series or, for an unknown group, the recent refusals.
@@ -391,6 +392,7 @@ func newGroup(k Key) *group {
 // addPartLocked stores pt as g's part of its family, replacing g's previous part of it.
 func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 	f := s.families[pt.name]
+	pt.own(f)
 	if f == nil {
 		f = newFamily(pt.name, pt.typ, pt.help)
 		s.families[pt.name] = f
@@ -400,13 +402,6 @@ func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 		parts := f.parts
 		*f = *newFamily(pt.name, pt.typ, pt.help)
 		f.parts = parts
-	}
-	// Share the family's strings: the push's copies (from decoding its body) can be freed.
-	if pt.name == f.name {
-		pt.name = f.name
-	}
-	if pt.help == f.help {
-		pt.help = f.help
 	}
 	if i, ok := f.find(g); ok {
 		old := f.parts[i].pt

@@ -179,3 +179,63 @@ func CPUModel() string {
 	}
 	return ""
 }
+
+// CPUSample is the machine's busy CPU time and the run's own: this process's, its children's that
+// were waited for, and the running servers', to tell the run's CPU from other processes'.
+type CPUSample struct {
+	Busy, Own time.Duration
+	ok        bool
+}
+
+// userHZ is the unit of /proc/stat on Linux (USER_HZ, 100 on every architecture Go supports).
+const userHZ = 100
+
+// SampleCPU reads /proc/stat's cpu line (user, nice, system, irq, softirq and steal: time the
+// run could not have), getrusage of the process and its children, and the running servers' CPU.
+func SampleCPU(running ...*Process) CPUSample {
+	var s CPUSample
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return s
+	}
+	var busy uint64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return s
+		}
+		busy += v
+	}
+	s.Busy = time.Duration(busy) * time.Second / userHZ
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(who, &ru); err != nil {
+			return s
+		}
+		s.Own += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for _, p := range running {
+		sec, err := p.CPUSeconds()
+		if err != nil {
+			return s
+		}
+		s.Own += time.Duration(sec * float64(time.Second))
+	}
+	s.ok = true
+	return s
+}
+
+// OtherCPU is the share of the machine's CPU time (elapsed times cores) that went to other
+// processes between two samples, stolen time included; false when either sample failed.
+func OtherCPU(start, end CPUSample, elapsed time.Duration, cores int) (float64, bool) {
+	if !start.ok || !end.ok || elapsed <= 0 || cores <= 0 {
+		return 0, false
+	}
+	other := (end.Busy - start.Busy) - (end.Own - start.Own)
+	return max(0, other.Seconds()/(elapsed.Seconds()*float64(cores))), true
+}

@@ -118,14 +118,22 @@ func RenderGoals(res *Results) string {
 			p(" **no** |\n")
 		}
 	}
-	if load, ok := MaxLoad(res); ok && load > float64(res.Machine.NProc) {
-		p("\n**A busy machine**: the 1-minute load average reached %.1f on %d cores during this run, so other work "+
-			"competed with the servers and the load generator, and the ratios are rougher than their spread suggests. "+
-			"Rerun `make bench` on a quiet machine before reading them closely.\n", load, res.Machine.NProc)
+	busy := "\n**A busy machine**: %s, so other work competed with the servers and the load generator, and the ratios are rougher " +
+		"than their spread suggests. Rerun `make bench` on a quiet machine before reading them closely.\n"
+	other := ""
+	if o := res.Machine.OtherCPU; o != nil {
+		// The run itself keeps the cores busy (load average about their number): what says whether
+		// the machine was quiet is the CPU other processes took.
+		other = fmt.Sprintf("; other processes than the run's took %.0f %% of the machine's CPU time", 100**o)
+		if *o > MaxOtherCPU {
+			p(busy, fmt.Sprintf("other processes than the run's took %.0f %% of the machine's CPU time during this run (stolen time included)", 100**o))
+		}
+	} else if load, ok := MaxLoad(res); ok && load > float64(res.Machine.NProc) {
+		p(busy, fmt.Sprintf("the 1-minute load average reached %.1f on %d cores during this run", load, res.Machine.NProc))
 	}
 	p("\nRatios of medians over %d repetitions (min–max of the repetitions' ratios in brackets; **bold**: the median misses the goal). "+
-		"Run of %s, %d cores, load average %s at the start and %s at the end; %.0f s in all. Goals: `bench/goals.json`.\n",
-		res.Settings.Repeats, res.Date, res.Machine.NProc, res.Machine.LoadStart, res.Machine.LoadEnd, res.Seconds)
+		"Run of %s, %d cores, load average %s at the start and %s at the end%s; %.0f s in all. Goals: `bench/goals.json`.\n",
+		res.Settings.Repeats, res.Date, res.Machine.NProc, res.Machine.LoadStart, res.Machine.LoadEnd, other, res.Seconds)
 	return b.String()
 }
 
@@ -232,6 +240,10 @@ func envNote(env string) string {
 	}
 	return " with `" + env + "`"
 }
+
+// MaxOtherCPU is the share of the machine's CPU time that other processes may take during a run
+// still called quiet.
+const MaxOtherCPU = 0.10
 
 // MaxLoad is the highest 1-minute load average recorded during the run (at its start and end and
 // at the start of each repetition).

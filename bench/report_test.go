@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReplaceSection(t *testing.T) {
@@ -119,4 +120,46 @@ func TestBusyMachineIsSaid(t *testing.T) {
 	if _, ok := MaxLoad(&Results{}); ok {
 		t.Error("MaxLoad of nothing")
 	}
+	// With the other processes' CPU measured, the verdict is theirs: the run's own load does not
+	// make a machine busy.
+	quiet := 0.03
+	res.Machine.OtherCPU = &quiet
+	if got := RenderGoals(res); strings.Contains(got, "busy machine") || !strings.Contains(got, "other processes than the run's took 3 % of the machine's CPU time;") {
+		t.Errorf("a quiet run with a high load average:\n%s", got)
+	}
+	busy := 0.25
+	res.Machine.OtherCPU = &busy
+	if got := RenderGoals(res); !strings.Contains(got, "**A busy machine**: other processes than the run's took 25 % of the machine's CPU time during this run") {
+		t.Errorf("a busy run not said:\n%s", got)
+	}
 }
+
+func TestOtherCPU(t *testing.T) {
+	start := CPUSample{Busy: 10 * time.Second, Own: 2 * time.Second, ok: true}
+	end := CPUSample{Busy: 30 * time.Second, Own: 20 * time.Second, ok: true}
+	// 20 s busy in 10 s on 2 cores, 18 s of them the run's: others took 2 s of 20.
+	if got, ok := OtherCPU(start, end, 10*time.Second, 2); !ok || got < 0.0999 || got > 0.1001 {
+		t.Errorf("OtherCPU = %v, %v; want 0.1", got, ok)
+	}
+	if _, ok := OtherCPU(CPUSample{}, end, 10*time.Second, 2); ok {
+		t.Error("OtherCPU of a failed sample")
+	}
+	// The real thing: CPU this process burns is the run's own, and the machine's busy time too.
+	s0 := SampleCPU()
+	deadline := time.Now().Add(10 * time.Second)
+	s1 := s0
+	for s1.Own-s0.Own < 100*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatalf("100 ms of CPU not counted as the run's own within 10 s: %v -> %v", s0, s1)
+		}
+		for i := 0; i < 1e6; i++ {
+			sink += i
+		}
+		s1 = SampleCPU()
+	}
+	if !s1.ok || s1.Busy-s0.Busy < s1.Own-s0.Own-50*time.Millisecond {
+		t.Errorf("the machine's busy time grew %v while the run's own grew %v", s1.Busy-s0.Busy, s1.Own-s0.Own)
+	}
+}
+
+var sink int

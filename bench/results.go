@@ -52,13 +52,16 @@ type Results struct {
 
 // Machine is where the run happened and how busy it was.
 type Machine struct {
-	NProc     int               `json:"nproc"`
-	CPU       string            `json:"cpu"`
-	Kernel    string            `json:"kernel"`
-	Go        string            `json:"go"`
-	LoadStart string            `json:"loadavg_start"`
-	LoadEnd   string            `json:"loadavg_end"`
-	Versions  map[string]string `json:"versions"`
+	NProc     int    `json:"nproc"`
+	CPU       string `json:"cpu"`
+	Kernel    string `json:"kernel"`
+	Go        string `json:"go"`
+	LoadStart string `json:"loadavg_start"`
+	LoadEnd   string `json:"loadavg_end"`
+	// OtherCPU is the share of the machine's CPU time (the run's duration times its cores) that
+	// went to other processes than the run's, stolen time included; absent in older results.
+	OtherCPU *float64          `json:"other_cpu_share,omitempty"`
+	Versions map[string]string `json:"versions"`
 }
 
 // Settings are the bounds of the run.

@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, err
 	}
 
+	cpuStart := SampleCPU()
 	servers := cfg.servers()
 	var relay, limit *server
 	res.IdleRSS = map[string]int64{}
@@ -182,6 +183,13 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 	}
 	res.Machine.LoadEnd = LoadAvg()
+	var running []*Process
+	for _, s := range servers {
+		running = append(running, s.proc)
+	}
+	if other, ok := OtherCPU(cpuStart, SampleCPU(running...), time.Since(start), res.Machine.NProc); ok {
+		res.Machine.OtherCPU = &other
+	}
 	res.Goals = Evaluate(cfg.Goals, res.Levels)
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil

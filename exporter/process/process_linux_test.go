@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -194,5 +195,51 @@ func BenchmarkCollect(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestBootTimeIsReadOnce: process_start_time_seconds takes the boot time from /proc/stat, which
+// the kernel generates anew on every read and which does not change: it is read once, and again
+// only while it could not be read.
+func TestBootTimeIsReadOnce(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("42/stat", "42 (a) S 1 42 42 0 -1 4194560 1534 0 0 0 1234 567 0 0 20 0 9 0 98765 1327284224 12345 "+
+		"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
+	c := collector{proc: dir, pid: func() int { return 42 }, btime: new(atomic.Int64)}
+	start := func() (float64, bool) {
+		t.Helper()
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c)
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() == "process_start_time_seconds" {
+				return f.GetMetric()[0].GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	if _, ok := start(); ok {
+		t.Fatal("a start time without /proc/stat")
+	}
+	write("stat", "cpu  1 2 3 4 5 6 7 8 9 10\nbtime 1000\n")
+	if got, ok := start(); !ok || got != 1000+987.65 {
+		t.Fatalf("start time %v (%v), want 1987.65", got, ok)
+	}
+	write("stat", "cpu  1 2 3 4 5 6 7 8 9 10\nbtime 5000\n")
+	if got, ok := start(); !ok || got != 1000+987.65 {
+		t.Fatalf("start time %v (%v) after /proc/stat changed, want the boot time read first (1987.65)", got, ok)
 	}
 }

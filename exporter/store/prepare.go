@@ -53,6 +53,7 @@ type part struct {
 	proto  []byte   // the family's Metric messages, each as protobuf field 4 (length-delimited)
 	hashes []uint64 // one per Metric, over the name and the full label set
 	series int
+	slot   int32 // the part's index in its family's parts when stored (a hint: it moves)
 }
 
 // own makes the part's strings the store's before it is stored: its family's where they are

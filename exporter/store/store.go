@@ -192,6 +192,15 @@ func (f *family) find(g *group) (int, bool) {
 	return i, i < len(f.parts) && f.parts[i].g == g
 }
 
+// locate is find, trying first the index where g's previous part of the family was stored
+// (hint, or -1): it is still there unless groups came or went in the family since.
+func (f *family) locate(g *group, hint int) (int, bool) {
+	if hint >= 0 && hint < len(f.parts) && f.parts[hint].g == g {
+		return hint, true
+	}
+	return f.find(g)
+}
+
 // MemoryStore is the in-memory Store. It is safe for concurrent use.
 type MemoryStore struct {
 	opts Options
@@ -324,10 +333,20 @@ func (s *MemoryStore) apply(p *prepared, req PushRequest, now time.Time) error {
 	}
 
 	if req.Replace || g.expired {
-		// Families the push does not carry go; the others are replaced in place below.
-		for name, old := range g.parts {
-			if !p.has(name) {
-				s.removePartLocked(g, old)
+		// Families the push does not carry go; the others are replaced in place below. A group
+		// re-pushed with the same families (the usual case) is told by counting, one map lookup
+		// per family, without searching the push for each of the group's families.
+		carried := 0
+		for _, pt := range p.families {
+			if _, ok := g.parts[pt.name]; ok {
+				carried++
+			}
+		}
+		if carried < len(g.parts) {
+			for name, old := range g.parts {
+				if !p.has(name) {
+					s.removePartLocked(g, old)
+				}
 			}
 		}
 	}
@@ -403,7 +422,15 @@ func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 		*f = *newFamily(pt.name, pt.typ, pt.help)
 		f.parts = parts
 	}
-	if i, ok := f.find(g); ok {
+	hint := -1
+	if len(f.parts) > 16 { // fewer: a search costs less than looking up the hint
+		if old := g.parts[pt.name]; old != nil {
+			hint = int(old.slot)
+		}
+	}
+	i, ok := f.locate(g, hint)
+	pt.slot = int32(i)
+	if ok {
 		old := f.parts[i].pt
 		g.series -= old.series
 		s.addBytesLocked(g, -old.size())
@@ -418,7 +445,7 @@ func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 
 func (s *MemoryStore) removePartLocked(g *group, pt *part) {
 	f := s.families[pt.name]
-	if i, ok := f.find(g); ok {
+	if i, ok := f.locate(g, int(pt.slot)); ok {
 		f.parts = slices.Delete(f.parts, i, i+1)
 	}
 	if len(f.parts) == 0 && !f.reserved {

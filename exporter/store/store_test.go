@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
@@ -486,5 +487,47 @@ func TestBadExemplarsAreRefused(t *testing.T) {
 	}
 	if !strings.Contains(om.String(), `c_total{instance="",job="ex"} 1.0 # {trace_id="4bf92f3577b34da6"} 1.0`) || !strings.Contains(om.String(), accented) {
 		t.Errorf("exemplars missing from the OpenMetrics exposition:\n%s", om.String())
+	}
+}
+
+// TestManyGroupsReplacedInAnyOrder: a family with many groups (where a replacing push finds its
+// group's entry from where the previous part was stored) exposes the same as a store that got
+// only the final pushes, after groups came, went and re-pushed in shuffled orders.
+func TestManyGroupsReplacedInAnyOrder(t *testing.T) {
+	const groups = 40
+	s := store.New(store.Options{})
+	final := map[int]float64{}
+	key := func(i int) store.Key {
+		return store.MustKey("job", "j", "instance", fmt.Sprintf("i%02d", (i*7)%groups))
+	}
+	push := func(s *store.MemoryStore, i int, v float64, extra bool) {
+		t.Helper()
+		fams := []*dto.MetricFamily{gauge("a_gauge", v), gauge("b_gauge", -v)}
+		if extra {
+			fams = append(fams, gauge("c_gauge", v))
+		}
+		if _, err := s.Push(store.PushRequest{Key: key(i), Families: fams, Replace: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 6 {
+		for _, i := range rng.Perm(groups) {
+			if rng.IntN(5) == 0 {
+				s.Delete(key(i))
+				delete(final, i)
+				continue
+			}
+			v := float64(round*100 + i)
+			push(s, i, v, i%3 == round%3)
+			final[i] = v
+		}
+	}
+	want := store.New(store.Options{})
+	for i, v := range final {
+		push(want, i, v, i%3 == 5%3)
+	}
+	if got, w := samples(t, s), samples(t, want); got != w {
+		t.Fatalf("exposition after shuffled pushes and deletes:\n%s\nwant:\n%s", got, w)
 	}
 }

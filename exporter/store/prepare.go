@@ -5,7 +5,6 @@ import (
 	"hash/maphash"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -182,7 +181,11 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily, encoded []b
 			return nil, err
 		}
 	}
-	sort.Slice(p.families, func(i, j int) bool { return p.families[i].name < p.families[j].name })
+	// Families come sorted (decoded ones by ingest, encoded ones by order): sort only if not.
+	byPartName := func(a, b *part) int { return strings.Compare(a.name, b.name) }
+	if !slices.IsSortedFunc(p.families, byPartName) {
+		slices.SortFunc(p.families, byPartName)
+	}
 	sc.pack(p)
 	return p, nil
 }

@@ -145,6 +145,38 @@ func ScrapeOnce(ctx context.Context, base, accept string, keep *bytes.Buffer) (i
 	return n, resp.Header.Get("Content-Type"), err
 }
 
+// ScrapePair scrapes two servers in alternation (a then b, then b then a, and so on), after a
+// warm-up scrape of each, at most max times each within d (at least once), and returns the median
+// scrape time and the size of the last response of each: the two medians share the machine's
+// state of the same moments, which a phase per server does not.
+func ScrapePair(ctx context.Context, a, b, accept string, max int, d time.Duration) (seconds [2]float64, size [2]int64, err error) {
+	bases := [2]string{a, b}
+	for _, base := range bases {
+		if _, _, err := ScrapeOnce(ctx, base, accept, nil); err != nil {
+			return seconds, size, err
+		}
+	}
+	var lat [2][]float64
+	deadline := time.Now().Add(d)
+	for i := 0; len(lat[1]) < max && (len(lat[1]) == 0 || time.Now().Before(deadline)); i++ {
+		for k := range 2 {
+			j := (i + k) % 2
+			t0 := time.Now()
+			n, _, err := ScrapeOnce(ctx, bases[j], accept, nil)
+			if err != nil {
+				return seconds, size, err
+			}
+			lat[j] = append(lat[j], time.Since(t0).Seconds())
+			size[j] = n
+		}
+	}
+	for j := range 2 {
+		s, _ := Summarize(lat[j])
+		seconds[j] = s.Median
+	}
+	return seconds, size, nil
+}
+
 // ScrapeLoad scrapes once to warm the connection, then at most max times within d (at least
 // once), and returns the median scrape time and the size of the last response.
 func ScrapeLoad(ctx context.Context, base, accept string, max int, d time.Duration) (seconds float64, size int64, err error) {

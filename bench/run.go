@@ -158,6 +158,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			}
 		}
 		for rep := range cfg.Repeats {
+			paired := map[*server]map[string]float64{} // the relay's and the limit's figures until both are scraped
 			lv.LoadAvg = append(lv.LoadAvg, LoadAvg())
 			// The bare-bytes limit of this repetition: the relay's exposition as it is now.
 			if err := copyExposition(ctx, relay.proc.Base, limit.proc.Base); err != nil {
@@ -171,14 +172,30 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 				if !sl.Reached {
 					continue
 				}
-				figs, err := measure(ctx, cfg, s, n, lv.Series, pl.Proto)
+				figs, err := measure(ctx, cfg, s, n, lv.Series, pl.Proto, s != relay && s != limit)
 				if err != nil {
 					return nil, fmt.Errorf("%s at %d groups: %w", s.name, n, err)
 				}
+				if s == relay || s == limit {
+					paired[s] = figs
+				}
+				if len(paired) == 2 {
+					if err := scrapePair(ctx, cfg, paired[relay], paired[limit], relay.proc.Base, limit.proc.Base); err != nil {
+						return nil, fmt.Errorf("scraping the relay and the limit at %d groups: %w", n, err)
+					}
+					for _, ps := range []*server{relay, limit} {
+						if err := measureRSS(ps, lv.Series, paired[ps]); err != nil {
+							return nil, err
+						}
+						logScrape(logf, rep, cfg.Repeats, ps, paired[ps])
+					}
+					clear(paired)
+				}
 				sl.Runs = append(sl.Runs, figs)
-				logf("  %d/%d %-21s %7.1f pushes/s, %s CPU/push, scrape text %s proto %s%s", rep+1, cfg.Repeats, s.name,
-					figs[PushesPerSecond], Millis(figs[CPUSecondsPerPush]), Millis(figs[ScrapeSeconds("text")]), Millis(figs[ScrapeSeconds("proto")]),
-					rssNote(figs))
+				if s == relay || s == limit {
+					continue
+				}
+				logScrape(logf, rep, cfg.Repeats, s, figs)
 			}
 		}
 	}
@@ -195,6 +212,12 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	return res, nil
 }
 
+func logScrape(logf func(string, ...any), rep, repeats int, s *server, figs map[string]float64) {
+	logf("  %d/%d %-21s %7.1f pushes/s, %s CPU/push, scrape text %s proto %s%s", rep+1, repeats, s.name,
+		figs[PushesPerSecond], Millis(figs[CPUSecondsPerPush]), Millis(figs[ScrapeSeconds("text")]), Millis(figs[ScrapeSeconds("proto")]),
+		rssNote(figs))
+}
+
 func rssNote(figs map[string]float64) string {
 	if v, ok := figs[RSSBytesPerSeries]; ok {
 		return fmt.Sprintf(", %.0f bytes/series", v)
@@ -203,26 +226,57 @@ func rssNote(figs map[string]float64) string {
 }
 
 // measure is one repetition of s at n groups: a push phase, a scrape phase per format, the RSS.
-func measure(ctx context.Context, cfg Config, s *server, n, series int, body []byte) (map[string]float64, error) {
+// measure pushes to s, then scrapes it and reads its RSS unless scrape is false (the relay and
+// the limit are scraped together, by scrapePair, and their RSS read after).
+func measure(ctx context.Context, cfg Config, s *server, n, series int, body []byte, scrape bool) (map[string]float64, error) {
 	figs, err := PushLoad(ctx, s.proc.Base, s.proc.CPUSeconds, n, cfg.Concurrency, cfg.PushMax, cfg.PushTime, body)
 	if err != nil {
 		return nil, err
 	}
 	for _, f := range Formats {
+		if !scrape {
+			break
+		}
 		sec, size, err := ScrapeLoad(ctx, s.proc.Base, f.Accept, cfg.ScrapeMax, cfg.ScrapeTime)
 		if err != nil {
 			return nil, err
 		}
 		figs[ScrapeSeconds(f.Name)], figs[ScrapeBytes(f.Name)] = sec, float64(size)
 	}
-	if s.store {
-		rss, err := s.proc.RSS()
-		if err != nil {
+	if scrape {
+		if err := measureRSS(s, series, figs); err != nil {
 			return nil, err
 		}
-		figs[RSSBytes], figs[RSSBytesPerSeries] = float64(rss), float64(rss-s.idle)/float64(series)
 	}
 	return figs, nil
+}
+
+// measureRSS sets the RSS figures of a server that stores groups, after its pushes and scrapes.
+func measureRSS(s *server, series int, figs map[string]float64) error {
+	if !s.store {
+		return nil
+	}
+	rss, err := s.proc.RSS()
+	if err != nil {
+		return err
+	}
+	figs[RSSBytes], figs[RSSBytesPerSeries] = float64(rss), float64(rss-s.idle)/float64(series)
+	return nil
+}
+
+// scrapePair scrapes the relay and the bare-bytes limit in alternation, in each format, and sets
+// their figures: the ratio of the two is a goal, and scrapes of one moment compare better than
+// phases seconds apart (the bare handler's own time moved by up to 2.4 times between phases).
+func scrapePair(ctx context.Context, cfg Config, relay, limit map[string]float64, relayBase, limitBase string) error {
+	for _, f := range Formats {
+		sec, size, err := ScrapePair(ctx, relayBase, limitBase, f.Accept, cfg.ScrapeMax, cfg.ScrapeTime)
+		if err != nil {
+			return err
+		}
+		relay[ScrapeSeconds(f.Name)], relay[ScrapeBytes(f.Name)] = sec[0], float64(size[0])
+		limit[ScrapeSeconds(f.Name)], limit[ScrapeBytes(f.Name)] = sec[1], float64(size[1])
+	}
+	return nil
 }
 
 // copyExposition scrapes the relay in each format and PUTs the bytes to the limits process, which

@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.PushTime, "push-time", 3*time.Second, "longest push phase per server, N and repetition")
 	fs.IntVar(&cfg.PushMax, "push-max", 1000, "most pushes per server, N and repetition")
 	fs.DurationVar(&cfg.ScrapeTime, "scrape-time", 2*time.Second, "longest scrape phase per server, format, N and repetition")
-	fs.IntVar(&cfg.ScrapeMax, "scrape-max", 7, "most scrapes per server, format, N and repetition (their median is the figure)")
+	fs.IntVar(&cfg.ScrapeMax, "scrape-max", 21, "most scrapes per server, format, N and repetition (their median is the figure); the relay and the limit are scraped in alternation")
 	fs.DurationVar(&cfg.PushgatewayFillBudget, "pushgateway-fill-budget", 3*time.Minute, "total time allowed to fill Pushgateway's default mode with groups; levels not reached in time are reported as such")
 	fs.IntVar(&cfg.MaxSeries, "relay-max-series", 5000, "the relay's --group.max-series")
 	fs.StringVar(&cfg.RelayEnv, "relay-env", "", "extra environment of the relay process, NAME=VALUE (e.g. GOGC=100)")

@@ -67,6 +67,16 @@ const (
 	DefaultMaxSeries    = 20000
 	DefaultMaxGroups    = 1000
 
+	// GOGC and HeapFloor pace the relay's garbage collector (opview-relay serve, unless the GOGC
+	// environment variable says otherwise; exporter/gcfloor). The relay's heap is mostly
+	// long-lived pre-rendered bytes; collecting at 50% growth instead of Go's 100% keeps its
+	// resident memory per stored series at about a third of Pushgateway's (docs/benchmarks.md;
+	// Prometheus ships with 75). A small store would then collect every few pushes (GOGC=50 also
+	// halves Go's 4 MiB minimum heap goal) and spend half its push CPU collecting: below the
+	// floor, the heap may grow to it first.
+	GOGC      = 50
+	HeapFloor = 16 << 20
+
 	// DefaultMaxBytes is the byte budget when the process has no memory limit (GOMEMLIMIT).
 	DefaultMaxBytes = 256 << 20
 	// BudgetShare is the share of the process's memory limit that the byte budget takes by

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opview/opview/bench"
+	"github.com/opview/opview/exporter/gcfloor"
 	"github.com/opview/opview/exporter/relay"
 )
 
@@ -64,10 +65,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "opview-bench-profile:", err)
 		return 1
 	}
-	// The relay binary's garbage-collection target (opview-relay serve sets GOGC=50 unless the
-	// environment says otherwise).
+	// The relay binary's garbage-collection pacing (opview-relay serve's, unless the environment
+	// sets GOGC).
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
+		defer gcfloor.Start(relay.GOGC, relay.HeapFloor)()
 	}
 	lists, err := bench.Profile(ctx, cfg)
 	if err != nil {

@@ -138,17 +138,6 @@ func settings(cmd *kingpin.CmdClause, limits store.Limits, maxBody int64) []api.
 	return out
 }
 
-// defaultGOGC and defaultHeapFloor pace the relay's garbage collector unless the GOGC
-// environment variable says otherwise. The relay's heap is mostly long-lived pre-rendered bytes;
-// collecting at 50% growth instead of Go's 100% keeps its resident memory per stored series at
-// about a third of Pushgateway's (docs/benchmarks.md; Prometheus ships with 75). A small store
-// would then collect every few pushes (GOGC=50 also halves Go's 4 MiB minimum heap goal), and
-// spend half its push CPU collecting: below the floor, the heap may grow to it first.
-const (
-	defaultGOGC      = 50
-	defaultHeapFloor = 16 << 20
-)
-
 // serverLimits bound what one client can make the relay's HTTP server hold: a client slower
 // than the timeouts is cut off, so that it can neither keep a connection nor an old exposition in
 // memory; a request's header may not pass maxHeaderBytes (push URLs included).
@@ -168,7 +157,7 @@ var httpLimits = serverLimits{
 
 func serve(ctx context.Context, r *relay.Relay, webCfg *web.FlagConfig, tokens bool, proxyTrust *proxyTrust, logger *slog.Logger) int {
 	if os.Getenv("GOGC") == "" {
-		defer gcfloor.Start(defaultGOGC, defaultHeapFloor)()
+		defer gcfloor.Start(relay.GOGC, relay.HeapFloor)()
 	}
 	if *webCfg.WebConfigFile != "" {
 		if err := web.Validate(*webCfg.WebConfigFile); err != nil {

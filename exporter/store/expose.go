@@ -300,7 +300,7 @@ func (s *MemoryStore) WriteText(w io.Writer, extra []*dto.MetricFamily) error {
 		}
 		p.chunks = append(p.chunks, f.textHeader)
 		for _, en := range fresh {
-			p.chunks = append(p.chunks, en.pt.text)
+			p.chunks = append(p.chunks, en.pt.text())
 		}
 		if f.health >= 0 {
 			s.textHealthLocked(p, f, now)
@@ -415,8 +415,9 @@ func (s *MemoryStore) protoPlan(p *plan, extra []*dto.MetricFamily, fams *[]fami
 		p.chunks = append(p.chunks, nil, f.protoHeader)
 		size := len(f.protoHeader)
 		for _, en := range fresh {
-			p.chunks = append(p.chunks, en.pt.proto)
-			size += len(en.pt.proto)
+			proto := en.pt.proto()
+			p.chunks = append(p.chunks, proto)
+			size += len(proto)
 		}
 		if f.health >= 0 {
 			size += s.protoHealthLocked(p, f, now)

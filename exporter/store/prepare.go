@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -38,21 +39,41 @@ func (p *prepared) has(name string) bool {
 func (p *prepared) hashes() int {
 	n := 0
 	for _, pt := range p.families {
-		n += len(pt.hashes)
+		n += pt.hashes()
 	}
 	return n
 }
 
 // part is one group's share of a metric family, pre-rendered for both fast exposition formats.
+// A store holds one per family and group (169 per group of a controller-runtime operator), so its
+// fields are packed: data holds the text, the protobuf and the series hashes in turn (80 bytes a
+// part instead of 128 with a slice each).
 type part struct {
-	name   string
-	typ    dto.MetricType
-	help   string
-	text   []byte   // sample lines in the text format, group labels included
-	proto  []byte   // the family's Metric messages, each as protobuf field 4 (length-delimited)
-	hashes []uint64 // one per Metric, over the name and the full label set
-	series int
-	slot   int32 // the part's index in its family's parts when stored (a hint: it moves)
+	name     string
+	help     string
+	data     []byte // text, then proto, then the hashes (8 bytes each, little-endian)
+	series   int
+	textLen  int32
+	protoLen int32
+	typ      dto.MetricType
+	slot     int32 // the part's index in its family's parts when stored (a hint: it moves)
+}
+
+// text is the part's sample lines in the text format, group labels included.
+func (pt *part) text() []byte { return pt.data[:pt.textLen:pt.textLen] }
+
+// proto is the family's Metric messages, each as protobuf field 4 (length-delimited).
+func (pt *part) proto() []byte {
+	end := pt.textLen + pt.protoLen
+	return pt.data[pt.textLen:end:end]
+}
+
+// hashes is the number of series hashes: one per Metric, over the name and the full label set.
+func (pt *part) hashes() int { return (len(pt.data) - int(pt.textLen+pt.protoLen)) / 8 }
+
+// hash returns hash i.
+func (pt *part) hash(i int) uint64 {
+	return binary.LittleEndian.Uint64(pt.data[int(pt.textLen+pt.protoLen)+8*i:])
 }
 
 // own makes the part's strings the store's before it is stored: its family's where they are
@@ -77,7 +98,7 @@ const partOverhead = 192
 
 // size is what the part takes of the byte budget.
 func (pt *part) size() int64 {
-	return int64(len(pt.text) + len(pt.proto) + 8*len(pt.hashes) + len(pt.help) + partOverhead)
+	return int64(len(pt.data) + len(pt.help) + partOverhead)
 }
 
 // maxEncodedFamily bounds one MetricFamily message of an encoded push, as protodelim's default
@@ -385,19 +406,20 @@ func (sc *scratch) duplicate(family []uint64, h uint64) bool {
 	return false
 }
 
-// pack moves the rendered bytes of every part into one allocation, and their hashes into
-// another: a group's samples are one pointer-free block for the garbage collector instead of
-// two small objects per family.
+// pack moves the rendered bytes and the hashes of every part into one allocation, each part's
+// text, protobuf and hashes in turn: a group's samples are one pointer-free block for the
+// garbage collector instead of three small objects per family.
 func (sc *scratch) pack(p *prepared) {
-	block := make([]byte, len(sc.text)+len(sc.proto))
-	copy(block, sc.text)
-	copy(block[len(sc.text):], sc.proto)
-	hashes := slices.Clone(sc.hashes)
-	t := len(sc.text)
+	block := make([]byte, 0, len(sc.text)+len(sc.proto)+8*len(sc.hashes))
 	for _, pb := range sc.parts {
-		pb.pt.text = block[pb.text:pb.textEnd:pb.textEnd]
-		pb.pt.proto = block[t+pb.proto : t+pb.protoEnd : t+pb.protoEnd]
-		pb.pt.hashes = hashes[pb.hashes:pb.hashesEnd:pb.hashesEnd]
+		start := len(block)
+		block = append(block, sc.text[pb.text:pb.textEnd]...)
+		block = append(block, sc.proto[pb.proto:pb.protoEnd]...)
+		for _, h := range sc.hashes[pb.hashes:pb.hashesEnd] {
+			block = binary.LittleEndian.AppendUint64(block, h)
+		}
+		pb.pt.data = block[start:len(block):len(block)]
+		pb.pt.textLen, pb.pt.protoLen = int32(pb.textEnd-pb.text), int32(pb.protoEnd-pb.proto)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -336,5 +337,13 @@ func TestOwnFamiliesRenderAsExpfmt(t *testing.T) {
 		if got.String() != want.String() {
 			t.Fatalf("WriteText:\n%s\nwant\n%s", got.String(), want.String())
 		}
+	}
+}
+
+// TestPartIsCompact: a store holds a part per family and group, so a field more is paid 169
+// times per group of an operator (docs/benchmarks.md: 128 -> 80 bytes a part).
+func TestPartIsCompact(t *testing.T) {
+	if size := unsafe.Sizeof(part{}); size > 80 {
+		t.Fatalf("part is %d bytes, more than 80", size)
 	}
 }

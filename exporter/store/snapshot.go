@@ -68,9 +68,9 @@ func (s *MemoryStore) Snapshot(fn func(GroupSnapshot) error) error {
 			// A family's encoding is its header followed by its Metric fields, which is how
 			// parts are pre-rendered.
 			h := protoHeader(pt.name, pt.typ, pt.help)
-			buf = protowire.AppendVarint(buf, uint64(len(h)+len(pt.proto)))
+			buf = protowire.AppendVarint(buf, uint64(len(h)+len(pt.proto())))
 			buf = append(buf, h...)
-			buf = append(buf, pt.proto...)
+			buf = append(buf, pt.proto()...)
 		}
 		rg.snap.Families = buf
 		rg.parts = nil

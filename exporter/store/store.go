@@ -471,14 +471,14 @@ func (s *MemoryStore) checkSeriesLocked(p *prepared, g *group) error {
 		if pushed == nil {
 			pushed = make(map[uint64]string, p.hashes())
 			for _, pt := range p.families {
-				for _, h := range pt.hashes {
-					pushed[h] = pt.name
+				for i := range pt.hashes() {
+					pushed[pt.hash(i)] = pt.name
 				}
 			}
 		}
 		for _, opt := range other.parts {
-			for _, h := range opt.hashes {
-				if name, ok := pushed[h]; ok {
+			for i := range opt.hashes() {
+				if name, ok := pushed[opt.hash(i)]; ok {
 					return &Error{Kind: KindConflict, Msg: fmt.Sprintf("metric family %s: a series of this push is already exposed by group %s (give the groups distinct labels)", q(name), other.key.Excerpt())}
 				}
 			}

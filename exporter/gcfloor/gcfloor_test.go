@@ -86,3 +86,22 @@ func TestStartWithoutFloorOnlySetsThePercentage(t *testing.T) {
 		t.Fatalf("GOGC is %d, want 70", p)
 	}
 }
+
+// TestHeapGoalStaysNearTheFloor: the floor is the heap goal's, not only the proportional part's.
+// Go's goal scales the stacks and globals by the percentage too, and its minimum goal (4 MiB at
+// GOGC=100) scales with it: 40 MiB at MaxPercent, far past a 16 MiB floor.
+func TestHeapGoalStaysNearTheFloor(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	const floor = 16 << 20
+	stop := Start(50, floor)
+	defer stop()
+	// This test's heap is far below the floor: the pacer raises the percentage.
+	waitGOGC(t, "raised for a heap below the floor", func(p uint64) bool { return p > 50 })
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	goal, live := s[0].Value.Uint64(), s[1].Value.Uint64()
+	if goal > floor+floor/8 {
+		t.Errorf("heap goal %d MiB at GOGC=%d (live heap %d KiB), want the floor, %d MiB", goal>>20, gogc(), live>>10, floor>>20)
+	}
+}

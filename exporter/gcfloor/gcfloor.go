@@ -13,20 +13,26 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"sync/atomic"
+	"sync"
 )
 
 // MaxPercent bounds the percentage Start sets, however small the live heap.
 const MaxPercent = 1000
 
-const liveMetric = "/gc/heap/live:bytes"
+// minGoal is Go's minimum heap goal at a GC percentage of 100; it scales with the percentage.
+const minGoal = 4 << 20
+
+// What adjust reads after each collection: the live heap, and the stacks and globals the goal
+// also scales by the percentage.
+var sampled = [...]string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
 
 // pacer holds the policy; each collection calls adjust through a cleanup.
 type pacer struct {
-	percent int    // the GC percentage past the floor
-	floor   uint64 // the heap goal's floor, in bytes
-	stopped atomic.Bool
-	sample  [1]metrics.Sample
+	percent int        // the GC percentage past the floor
+	floor   uint64     // the heap goal's floor, in bytes
+	mu      sync.Mutex // orders adjust's percentage before stop's: stop's is the last
+	stopped bool
+	sample  [len(sampled)]metrics.Sample
 }
 
 // Start sets the GC percentage to percent and keeps the heap goal at floor bytes at least, until
@@ -38,24 +44,27 @@ func Start(percent int, floor uint64) (stop func()) {
 		return func() {}
 	}
 	p := &pacer{percent: percent, floor: floor}
-	p.sample[0].Name = liveMetric
+	for i, name := range sampled {
+		p.sample[i].Name = name
+	}
 	p.arm()
 	return func() {
-		p.stopped.Store(true)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.stopped = true
 		debug.SetGCPercent(percent)
 	}
 }
 
-// Percent returns the percentage that keeps a heap of live bytes growing to floor at least.
-func Percent(percent int, floor, live uint64) int {
+// Percent returns the percentage that keeps a heap of live bytes growing to floor at least,
+// roots being the bytes of stacks and globals the collector scanned.
+func Percent(percent int, floor, live, roots uint64) int {
 	if live == 0 || live >= floor {
 		return percent
 	}
-	// Go's goal is live + live*p/100 (stacks and globals aside): p = (floor-live)*100/live.
-	p := (floor - live) * 100 / live
-	if p > MaxPercent {
-		return MaxPercent
-	}
+	// Go's goal is live + (live+roots)*p/100: p = (floor-live)*100/(live+roots). It is also
+	// minGoal*p/100 at least, which alone passes the floor past p = floor*100/minGoal.
+	p := min((floor-live)*100/(live+roots), floor*100/minGoal, MaxPercent)
 	return max(percent, int(p))
 }
 
@@ -69,12 +78,20 @@ func (p *pacer) arm() {
 }
 
 func (p *pacer) adjust() {
-	if p.stopped.Load() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
 		return
 	}
 	metrics.Read(p.sample[:])
-	if p.sample[0].Value.Kind() == metrics.KindUint64 {
-		debug.SetGCPercent(Percent(p.percent, p.floor, p.sample[0].Value.Uint64()))
+	var v [len(sampled)]uint64
+	for i, s := range p.sample {
+		if s.Value.Kind() != metrics.KindUint64 {
+			p.arm()
+			return
+		}
+		v[i] = s.Value.Uint64()
 	}
+	debug.SetGCPercent(Percent(p.percent, p.floor, v[0], v[1]+v[2]))
 	p.arm()
 }

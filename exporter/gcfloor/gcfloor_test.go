@@ -11,20 +11,22 @@ import (
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		percent     int
-		floor, live uint64
-		want        int
+		percent            int
+		floor, live, roots uint64
+		want               int
 	}{
-		{50, 16 * mib, 0, 50},            // nothing measured yet
-		{50, 16 * mib, 4 * mib, 300},     // 4 + 4*3 = 16
-		{50, 16 * mib, 8 * mib, 100},     // 8 + 8 = 16
-		{50, 16 * mib, 12 * mib, 50},     // 12*1.5 = 18 > 16: the proportional goal
-		{50, 16 * mib, 32 * mib, 50},     // past the floor
-		{50, 16 * mib, 1024, MaxPercent}, // bounded
-		{200, 16 * mib, 8 * mib, 200},    // never below the percentage asked for
+		{50, 16 * mib, 0, 0, 50},              // nothing measured yet
+		{50, 16 * mib, 4 * mib, 0, 300},       // 4 + 4*3 = 16
+		{50, 16 * mib, 4 * mib, 2 * mib, 200}, // 4 + (4+2)*2 = 16: stacks and globals count
+		{50, 16 * mib, 8 * mib, 0, 100},       // 8 + 8 = 16
+		{50, 16 * mib, 12 * mib, 0, 50},       // 12*1.5 = 18 > 16: the proportional goal
+		{50, 16 * mib, 32 * mib, 0, 50},       // past the floor
+		{50, 16 * mib, 1024, 0, 400},          // Go's minimum goal, 4 MiB*4, is the floor
+		{50, 1024 * mib, 1024, 0, MaxPercent}, // bounded
+		{200, 16 * mib, 8 * mib, 0, 200},      // never below the percentage asked for
 	} {
-		if got := Percent(c.percent, c.floor, c.live); got != c.want {
-			t.Errorf("Percent(%d, %d, %d) = %d, want %d", c.percent, c.floor, c.live, got, c.want)
+		if got := Percent(c.percent, c.floor, c.live, c.roots); got != c.want {
+			t.Errorf("Percent(%d, %d, %d, %d) = %d, want %d", c.percent, c.floor, c.live, c.roots, got, c.want)
 		}
 	}
 }

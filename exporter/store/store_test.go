@@ -531,3 +531,87 @@ func TestManyGroupsReplacedInAnyOrder(t *testing.T) {
 		t.Fatalf("exposition after shuffled pushes and deletes:\n%s\nwant:\n%s", got, w)
 	}
 }
+
+// TestEncodedPushesShareOrCopyTheirStrings: a part's name and HELP point into the body until the
+// store keeps them, as its family's strings when equal, else as copies. Every way a family's
+// strings are taken (a new family, a second group with the same HELP or another, the only group
+// changing the family's type and HELP, refusals of a known and an unknown group) must leave
+// nothing the store serves pointing into a body that is then overwritten.
+func TestEncodedPushesShareOrCopyTheirStrings(t *testing.T) {
+	s := store.New(store.Options{Limits: store.Limits{MaxSeriesPerGroup: 3}})
+	withHelp := func(mf *dto.MetricFamily, help string) *dto.MetricFamily { mf.Help = proto.String(help); return mf }
+	asCounter := func(mf *dto.MetricFamily) *dto.MetricFamily {
+		mf.Type = dto.MetricType_COUNTER.Enum()
+		mf.Metric[0].Counter, mf.Metric[0].Gauge = &dto.Counter{Value: mf.Metric[0].Gauge.Value}, nil
+		return mf
+	}
+	var bodies [][]byte
+	pushEncoded := func(k store.Key, replace bool, fams ...*dto.MetricFamily) error {
+		var b bytes.Buffer
+		enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeProtoDelim))
+		for _, mf := range fams {
+			if err := enc.Encode(mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bodies = append(bodies, b.Bytes())
+		_, err := s.Push(store.PushRequest{Key: k, Encoded: b.Bytes(), Replace: replace, Client: "192.0.2.1:1"})
+		return err
+	}
+	a, b, c := store.MustKey("job", "a"), store.MustKey("job", "b"), store.MustKey("job", "c")
+	for _, step := range []struct {
+		k       store.Key
+		replace bool
+		fams    []*dto.MetricFamily
+		ok      bool
+	}{
+		{a, true, []*dto.MetricFamily{withHelp(gauge("shared", 1, "l", "a1"), "help one"), gauge("mine_a", 1)}, true},
+		{b, true, []*dto.MetricFamily{withHelp(gauge("shared", 2, "l", "b1"), "help one")}, true},  // the family's strings
+		{c, true, []*dto.MetricFamily{withHelp(gauge("shared", 3, "l", "c1"), "help two")}, true},  // its own HELP, copied
+		{a, false, []*dto.MetricFamily{withHelp(asCounter(gauge("mine_a", 4)), "new help")}, true}, // the family re-created
+		{a, false, []*dto.MetricFamily{withHelp(gauge("shared", 5, "l", "a2"), "help one")}, true}, // replaced in place
+		{a, false, []*dto.MetricFamily{asCounter(gauge("shared", 6))}, false},                      // type conflict
+		{b, false, []*dto.MetricFamily{gauge("too_many", 1, "x", "1"), gauge("too_many_2", 1), gauge("too_many_3", 1)}, false},
+		{store.MustKey("job", "unknown"), true, []*dto.MetricFamily{gauge("u1", 1), gauge("u2", 1), gauge("u3", 1), gauge("u4", 1)}, false},
+	} {
+		if err := pushEncoded(step.k, step.replace, step.fams...); (err == nil) != step.ok {
+			t.Fatalf("push to %s: %v, want success %v", step.k, err, step.ok)
+		}
+	}
+	state := func() string {
+		var out strings.Builder
+		out.WriteString(text(t, s))
+		var pb bytes.Buffer
+		if err := s.WriteProto(&pb, nil); err != nil {
+			t.Fatal(err)
+		}
+		out.Write(pb.Bytes())
+		for _, g := range s.Groups() {
+			fmt.Fprintf(&out, "%s %q %d\n", g.Key, g.LastError, g.Series)
+		}
+		for _, r := range s.Usage().Refusals {
+			fmt.Fprintf(&out, "%s %q\n", r.Group, r.Error)
+		}
+		if err := s.Snapshot(func(gs store.GroupSnapshot) error {
+			fmt.Fprintf(&out, "%v %q %x\n", gs.Labels, gs.LastError, gs.Families)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	before := state()
+	for _, want := range []string{"# HELP shared help one\n", `shared{instance="",job="c",l="c1"} 3`, "# HELP mine_a new help\n# TYPE mine_a counter\n", `shared{instance="",job="a",l="a2"} 5`} {
+		if !strings.Contains(before, want) {
+			t.Fatalf("state lacks %q:\n%s", want, before)
+		}
+	}
+	for _, body := range bodies {
+		for i := range body {
+			body[i] = 'Z'
+		}
+	}
+	if after := state(); after != before {
+		t.Fatalf("overwriting the pushed bytes changed the store:\n%s\n---\n%s", before, after)
+	}
+}

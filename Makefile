@@ -192,7 +192,7 @@ BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4d
 GOBENCH_ARGS := ./exporter/store ./exporter/api -run ^$$ -bench . -benchmem -count 6 -benchtime 50x
 
 .PHONY: bench
-bench: build bench-go ## Relay vs Pushgateway (both modes) and the limits, 5 runs per figure (~6 min): docs/benchmarks.md, bench/results.json.
+bench: build bench-go ## Relay vs Pushgateway (both modes) and the limits, 5 runs per figure (~7 min): docs/benchmarks.md, bench/results.json.
 	@command -v $(PUSHGATEWAY) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get install -y prometheus-pushgateway || { apt-get update && apt-get install -y prometheus-pushgateway; }; \

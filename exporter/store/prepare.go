@@ -46,34 +46,30 @@ func (p *prepared) hashes() int {
 
 // part is one group's share of a metric family, pre-rendered for both fast exposition formats.
 // A store holds one per family and group (169 per group of a controller-runtime operator), so its
-// fields are packed: data holds the text, the protobuf and the series hashes in turn (80 bytes a
-// part instead of 128 with a slice each).
+// fields are packed: the series hashes follow the text in the group's block, reached through the
+// text slice's capacity (96 bytes a part instead of 128 with a slice for them).
 type part struct {
-	name     string
-	help     string
-	data     []byte // text, then proto, then the hashes (8 bytes each, little-endian)
-	series   int
-	textLen  int32
-	protoLen int32
-	typ      dto.MetricType
-	slot     int32 // the part's index in its family's parts when stored (a hint: it moves)
+	name   string
+	help   string
+	txt    []byte // the text, then (up to its capacity) the hashes, 8 bytes each, little-endian
+	pb     []byte // the protobuf
+	series int
+	typ    dto.MetricType
+	slot   int32 // the part's index in its family's parts when stored (a hint: it moves)
 }
 
 // text is the part's sample lines in the text format, group labels included.
-func (pt *part) text() []byte { return pt.data[:pt.textLen:pt.textLen] }
+func (pt *part) text() []byte { return pt.txt[:len(pt.txt):len(pt.txt)] }
 
 // proto is the family's Metric messages, each as protobuf field 4 (length-delimited).
-func (pt *part) proto() []byte {
-	end := pt.textLen + pt.protoLen
-	return pt.data[pt.textLen:end:end]
-}
+func (pt *part) proto() []byte { return pt.pb }
 
 // hashes is the number of series hashes: one per Metric, over the name and the full label set.
-func (pt *part) hashes() int { return (len(pt.data) - int(pt.textLen+pt.protoLen)) / 8 }
+func (pt *part) hashes() int { return (cap(pt.txt) - len(pt.txt)) / 8 }
 
 // hash returns hash i.
 func (pt *part) hash(i int) uint64 {
-	return binary.LittleEndian.Uint64(pt.data[int(pt.textLen+pt.protoLen)+8*i:])
+	return binary.LittleEndian.Uint64(pt.txt[len(pt.txt)+8*i : cap(pt.txt)])
 }
 
 // own makes the part's strings the store's before it is stored: its family's where they are
@@ -98,7 +94,7 @@ const partOverhead = 192
 
 // size is what the part takes of the byte budget.
 func (pt *part) size() int64 {
-	return int64(len(pt.data) + len(pt.help) + partOverhead)
+	return int64(cap(pt.txt) + len(pt.pb) + len(pt.help) + partOverhead)
 }
 
 // maxEncodedFamily bounds one MetricFamily message of an encoded push, as protodelim's default
@@ -406,20 +402,27 @@ func (sc *scratch) duplicate(family []uint64, h uint64) bool {
 	return false
 }
 
-// pack moves the rendered bytes and the hashes of every part into one allocation, each part's
-// text, protobuf and hashes in turn: a group's samples are one pointer-free block for the
-// garbage collector instead of three small objects per family.
+// pack moves the rendered bytes and the hashes of every part into one allocation: the texts,
+// each followed by its part's hashes, then the protobuf of every part. A group's samples are one
+// pointer-free block for the garbage collector instead of three small objects per family, and
+// each format's bytes stay together: a scrape reads one family of every group, then the next,
+// and a group's next family is then next to the one read before (interleaving the formats made
+// the store's protobuf scrape of 500 groups twice as slow).
 func (sc *scratch) pack(p *prepared) {
 	block := make([]byte, 0, len(sc.text)+len(sc.proto)+8*len(sc.hashes))
 	for _, pb := range sc.parts {
 		start := len(block)
 		block = append(block, sc.text[pb.text:pb.textEnd]...)
-		block = append(block, sc.proto[pb.proto:pb.protoEnd]...)
+		end := len(block)
 		for _, h := range sc.hashes[pb.hashes:pb.hashesEnd] {
 			block = binary.LittleEndian.AppendUint64(block, h)
 		}
-		pb.pt.data = block[start:len(block):len(block)]
-		pb.pt.textLen, pb.pt.protoLen = int32(pb.textEnd-pb.text), int32(pb.protoEnd-pb.proto)
+		pb.pt.txt = block[start:end:len(block)]
+	}
+	for _, pb := range sc.parts {
+		start := len(block)
+		block = append(block, sc.proto[pb.proto:pb.protoEnd]...)
+		pb.pt.pb = block[start:len(block):len(block)]
 	}
 }
 

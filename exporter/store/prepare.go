@@ -29,12 +29,6 @@ type prepared struct {
 	room     int64 // the budget left for the push when it started: free bytes plus its group's
 }
 
-// has reports whether the push carries the family.
-func (p *prepared) has(name string) bool {
-	_, ok := slices.BinarySearchFunc(p.families, name, func(pt *part, name string) int { return strings.Compare(pt.name, name) })
-	return ok
-}
-
 // hashes counts the push's Metric messages.
 func (p *prepared) hashes() int {
 	n := 0

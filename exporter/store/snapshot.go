@@ -51,10 +51,7 @@ func (s *MemoryStore) Snapshot(fn func(GroupSnapshot) error) error {
 			rg.snap.Labels[l.Name] = l.Value
 		}
 		if !rg.snap.Expired {
-			for _, pt := range g.parts {
-				rg.parts = append(rg.parts, pt)
-			}
-			sort.Slice(rg.parts, func(i, j int) bool { return rg.parts[i].name < rg.parts[j].name })
+			rg.parts = append(rg.parts, g.parts...) // sorted by name
 		}
 		groups = append(groups, rg)
 	}
@@ -123,6 +120,7 @@ func (s *MemoryStore) Restore(gs GroupSnapshot) (restored bool, err error) {
 			for _, pt := range g.parts {
 				s.removePartLocked(g, pt)
 			}
+			g.parts = nil
 			g.expired = true
 		}
 	}

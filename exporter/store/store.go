@@ -153,7 +153,7 @@ const maxRefusals = 16
 
 type group struct {
 	key         Key
-	parts       map[string]*part
+	parts       []*part // sorted by name
 	series      int
 	bytes       int64 // what the group takes of the byte budget
 	lastPush    time.Time
@@ -284,10 +284,14 @@ func (s *MemoryStore) apply(p *prepared, req PushRequest, now time.Time) error {
 			series, freed = p.series, g.bytes-g.overhead()
 		} else {
 			series = g.series
-			for _, pt := range p.families {
-				if old := g.parts[pt.name]; old != nil {
-					series -= old.series
-					freed += old.size()
+			i := 0
+			for _, pt := range p.families { // both sorted by name
+				for i < len(g.parts) && g.parts[i].name < pt.name {
+					i++
+				}
+				if i < len(g.parts) && g.parts[i].name == pt.name {
+					series -= g.parts[i].series
+					freed += g.parts[i].size()
 				}
 				series += pt.series
 			}
@@ -332,27 +336,41 @@ func (s *MemoryStore) apply(p *prepared, req PushRequest, now time.Time) error {
 		s.addBytesLocked(g, g.overhead())
 	}
 
-	if req.Replace || g.expired {
-		// Families the push does not carry go; the others are replaced in place below. A group
-		// re-pushed with the same families (the usual case) is told by counting, one map lookup
-		// per family, without searching the push for each of the group's families.
-		carried := 0
-		for _, pt := range p.families {
-			if _, ok := g.parts[pt.name]; ok {
-				carried++
-			}
-		}
-		if carried < len(g.parts) {
-			for name, old := range g.parts {
-				if !p.has(name) {
-					s.removePartLocked(g, old)
-				}
-			}
-		}
+	// The group's parts and the push's, both sorted by name, merged: a family the push carries
+	// replaces the group's part of it, and one it does not carry goes when the push replaces the
+	// group (PUT, or an expired group), or stays (POST).
+	replace := req.Replace || g.expired
+	old := g.parts
+	n := len(p.families)
+	if !replace {
+		n = len(old) + len(p.families) - carried(old, p.families)
 	}
+	parts := make([]*part, 0, n)
+	i := 0
 	for _, pt := range p.families {
-		s.addPartLocked(g, pt)
+		for ; i < len(old) && old[i].name < pt.name; i++ {
+			if replace {
+				s.removePartLocked(g, old[i])
+			} else {
+				parts = append(parts, old[i])
+			}
+		}
+		var prev *part
+		if i < len(old) && old[i].name == pt.name {
+			prev = old[i]
+			i++
+		}
+		s.addPartLocked(g, pt, prev)
+		parts = append(parts, pt)
 	}
+	for ; i < len(old); i++ {
+		if replace {
+			s.removePartLocked(g, old[i])
+		} else {
+			parts = append(parts, old[i])
+		}
+	}
+	g.parts = parts
 	g.expired = false
 	g.lastPush = now
 	g.lastClient = req.Client
@@ -399,7 +417,7 @@ func (s *MemoryStore) addBytesLocked(g *group, n int64) {
 
 // newGroup returns an empty group with its labels rendered for the health series.
 func newGroup(k Key) *group {
-	g := &group{key: k, parts: map[string]*part{}}
+	g := &group{key: k}
 	labels := mergeLabels(k)
 	g.textLabels = append(appendLabelsText([]byte{'{'}, labels), '}')
 	for _, l := range labels {
@@ -408,8 +426,24 @@ func newGroup(k Key) *group {
 	return g
 }
 
-// addPartLocked stores pt as g's part of its family, replacing g's previous part of it.
-func (s *MemoryStore) addPartLocked(g *group, pt *part) {
+// carried counts the parts of old (sorted by name) whose family is one of pushed (sorted too).
+func carried(old, pushed []*part) int {
+	n, i := 0, 0
+	for _, pt := range pushed {
+		for i < len(old) && old[i].name < pt.name {
+			i++
+		}
+		if i < len(old) && old[i].name == pt.name {
+			n++
+			i++
+		}
+	}
+	return n
+}
+
+// addPartLocked stores pt as g's part of its family, replacing g's previous part of it (prev,
+// or nil), in the family and in the group's accounting; the caller updates g.parts.
+func (s *MemoryStore) addPartLocked(g *group, pt, prev *part) {
 	f := s.families[pt.name]
 	pt.own(f)
 	if f == nil {
@@ -423,10 +457,8 @@ func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 		f.parts = parts
 	}
 	hint := -1
-	if len(f.parts) > 16 { // fewer: a search costs less than looking up the hint
-		if old := g.parts[pt.name]; old != nil {
-			hint = int(old.slot)
-		}
+	if prev != nil {
+		hint = int(prev.slot)
 	}
 	i, ok := f.locate(g, hint)
 	pt.slot = int32(i)
@@ -438,11 +470,12 @@ func (s *MemoryStore) addPartLocked(g *group, pt *part) {
 	} else {
 		f.parts = slices.Insert(f.parts, i, entry{g, pt})
 	}
-	g.parts[pt.name] = pt
 	g.series += pt.series
 	s.addBytesLocked(g, pt.size())
 }
 
+// removePartLocked removes pt, g's part of its family, from the family and from the group's
+// accounting; the caller updates g.parts.
 func (s *MemoryStore) removePartLocked(g *group, pt *part) {
 	f := s.families[pt.name]
 	if i, ok := f.locate(g, int(pt.slot)); ok {
@@ -452,7 +485,6 @@ func (s *MemoryStore) removePartLocked(g *group, pt *part) {
 		delete(s.families, pt.name)
 		s.names.Store(nil)
 	}
-	delete(g.parts, pt.name)
 	g.series -= pt.series
 	s.addBytesLocked(g, -pt.size())
 }
@@ -523,6 +555,7 @@ func (s *MemoryStore) dropLocked(g *group) {
 	for _, pt := range g.parts {
 		s.removePartLocked(g, pt)
 	}
+	g.parts = nil
 	s.addBytesLocked(g, -g.bytes)
 	delete(s.groups, g.key.id)
 	if i, ok := slices.BinarySearchFunc(s.order, g.key.id, func(o *group, id string) int { return strings.Compare(o.key.id, id) }); ok {
@@ -576,6 +609,7 @@ func (s *MemoryStore) sweepLocked(now time.Time) int {
 			for _, pt := range g.parts {
 				s.removePartLocked(g, pt)
 			}
+			g.parts = nil
 			g.expired = true
 			s.expired++
 			n++

@@ -500,11 +500,16 @@ func TestManyGroupsReplacedInAnyOrder(t *testing.T) {
 	key := func(i int) store.Key {
 		return store.MustKey("job", "j", "instance", fmt.Sprintf("i%02d", (i*7)%groups))
 	}
+	// extra adds a family that sorts after the others, and a family that sorts before them to
+	// an odd push: a PUT without them drops them.
 	push := func(s *store.MemoryStore, i int, v float64, extra bool) {
 		t.Helper()
 		fams := []*dto.MetricFamily{gauge("a_gauge", v), gauge("b_gauge", -v)}
 		if extra {
 			fams = append(fams, gauge("c_gauge", v))
+			if int(v)%2 == 1 {
+				fams = append([]*dto.MetricFamily{gauge("a0_gauge", v)}, fams...)
+			}
 		}
 		if _, err := s.Push(store.PushRequest{Key: key(i), Families: fams, Replace: true}); err != nil {
 			t.Fatal(err)

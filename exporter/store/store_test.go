@@ -57,6 +57,23 @@ func text(t *testing.T, s *store.MemoryStore) string {
 	return b.String()
 }
 
+// exposed is what the store shows of its groups: both exposition formats, and each group's last
+// error and series.
+func exposed(t *testing.T, s *store.MemoryStore) string {
+	t.Helper()
+	var out strings.Builder
+	out.WriteString(text(t, s))
+	var pb bytes.Buffer
+	if err := s.WriteProto(&pb, nil); err != nil {
+		t.Fatal(err)
+	}
+	out.Write(pb.Bytes())
+	for _, g := range s.Groups() {
+		fmt.Fprintf(&out, "%s %q %d\n", g.Key, g.LastError, g.Series)
+	}
+	return out.String()
+}
+
 // samples is the text exposition without the groups' health series, which record refusals.
 func samples(t *testing.T, s *store.MemoryStore) string {
 	t.Helper()
@@ -346,20 +363,7 @@ func TestEncodedPushKeepsNothingOfTheBody(t *testing.T) {
 	if _, err := s.Push(store.PushRequest{Key: k, Encoded: rb}); err == nil {
 		t.Fatal("a label contradicting the grouping key was accepted")
 	}
-	snapshot := func() string {
-		var out strings.Builder
-		out.WriteString(text(t, s))
-		var pb bytes.Buffer
-		if err := s.WriteProto(&pb, nil); err != nil {
-			t.Fatal(err)
-		}
-		out.Write(pb.Bytes())
-		for _, g := range s.Groups() {
-			fmt.Fprintf(&out, "%s %q %d\n", g.Key, g.LastError, g.Series)
-		}
-		return out.String()
-	}
-	before := snapshot()
+	before := exposed(t, s)
 	if !strings.Contains(before, `a_gauge{instance="i",job="alias",l="value one"} 1`) || !strings.Contains(before, "contradiction") {
 		t.Fatalf("unexpected exposition:\n%s", before)
 	}
@@ -368,7 +372,7 @@ func TestEncodedPushKeepsNothingOfTheBody(t *testing.T) {
 			buf[i] = 'Z'
 		}
 	}
-	if after := snapshot(); after != before {
+	if after := exposed(t, s); after != before {
 		t.Fatalf("overwriting the pushed bytes changed the store:\n%s\n---\n%s", before, after)
 	}
 }
@@ -585,15 +589,7 @@ func TestEncodedPushesShareOrCopyTheirStrings(t *testing.T) {
 	}
 	state := func() string {
 		var out strings.Builder
-		out.WriteString(text(t, s))
-		var pb bytes.Buffer
-		if err := s.WriteProto(&pb, nil); err != nil {
-			t.Fatal(err)
-		}
-		out.Write(pb.Bytes())
-		for _, g := range s.Groups() {
-			fmt.Fprintf(&out, "%s %q %d\n", g.Key, g.LastError, g.Series)
-		}
+		out.WriteString(exposed(t, s))
 		for _, r := range s.Usage().Refusals {
 			fmt.Fprintf(&out, "%s %q\n", r.Group, r.Error)
 		}

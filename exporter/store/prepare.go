@@ -197,7 +197,7 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily, encoded []b
 	if !slices.IsSortedFunc(p.families, byPartName) {
 		slices.SortFunc(p.families, byPartName)
 	}
-	sc.pack(p)
+	sc.pack()
 	return p, nil
 }
 
@@ -402,7 +402,7 @@ func (sc *scratch) duplicate(family []uint64, h uint64) bool {
 // each format's bytes stay together: a scrape reads one family of every group, then the next,
 // and a group's next family is then next to the one read before (interleaving the formats made
 // the store's protobuf scrape of 500 groups twice as slow).
-func (sc *scratch) pack(p *prepared) {
+func (sc *scratch) pack() {
 	block := make([]byte, 0, len(sc.text)+len(sc.proto)+8*len(sc.hashes))
 	for _, pb := range sc.parts {
 		start := len(block)

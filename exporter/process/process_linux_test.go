@@ -6,7 +6,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sync/atomic"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -215,7 +217,10 @@ func TestBootTimeIsReadOnce(t *testing.T) {
 	}
 	write("42/stat", "42 (a) S 1 42 42 0 -1 4194560 1534 0 0 0 1234 567 0 0 20 0 9 0 98765 1327284224 12345 "+
 		"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
-	c := collector{proc: dir, pid: func() int { return 42 }, btime: new(atomic.Int64)}
+	c, err := newCollector(dir, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := func() (float64, bool) {
 		t.Helper()
 		reg := prometheus.NewRegistry()
@@ -241,5 +246,83 @@ func TestBootTimeIsReadOnce(t *testing.T) {
 	write("stat", "cpu  1 2 3 4 5 6 7 8 9 10\nbtime 5000\n")
 	if got, ok := start(); !ok || got != 1000+987.65 {
 		t.Fatalf("start time %v (%v) after /proc/stat changed, want the boot time read first (1987.65)", got, ok)
+	}
+}
+
+// TestFilesAreKeptOpenAndReadFromTheStart: the files are opened once and read again from offset
+// 0 on every collection, so a collection sees the file's new content, shorter or longer; a
+// descriptor that fails is closed and the file opened again within the same collection.
+func TestFilesAreKeptOpenAndReadFromTheStart(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stat := func(utime int, pad string) string {
+		return "42 (a" + pad + ") S 1 42 42 0 -1 4194560 1534 0 0 0 " + strconv.Itoa(utime) + " 0 0 0 20 0 9 0 98765 1327284224 12345 " +
+			"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+	}
+	write("stat", "btime 1000\n")
+	write("42/stat", stat(100, ""))
+	write("42/limits", "Max open files            20000                1048576              files     \n"+
+		"Max address space         unlimited            unlimited            bytes     \n")
+	write("42/net/netstat", "IpExt: InOctets OutOctets\nIpExt: 7 9\n")
+	c, err := newCollector(dir, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := func() float64 {
+		t.Helper()
+		fams := gather(t, c)
+		if f := fams["process_max_fds"]; f == nil || value(f) != 20000 {
+			t.Errorf("process_max_fds: %v", f)
+		}
+		if f := fams["process_network_receive_bytes_total"]; f == nil || value(f) != 7 {
+			t.Errorf("process_network_receive_bytes_total: %v", f)
+		}
+		f := fams["process_cpu_seconds_total"]
+		if f == nil {
+			t.Fatal("no process_cpu_seconds_total")
+		}
+		return value(f)
+	}
+	if got := cpu(); got != 1 {
+		t.Fatalf("cpu %v, want 1", got)
+	}
+	fds := append([]int(nil), (*c.files.fds)...)
+	for i, fd := range fds {
+		if fd < 0 {
+			t.Fatalf("%s not kept open", c.files.names[i])
+		}
+	}
+	write("42/stat", stat(250, strings.Repeat(" x", 5000))) // longer than the first buffer
+	if got := cpu(); got != 2.5 {
+		t.Fatalf("cpu %v after the file grew, want 2.5", got)
+	}
+	write("42/stat", stat(300, ""))
+	if got := cpu(); got != 3 {
+		t.Fatalf("cpu %v after the file shrank, want 3", got)
+	}
+	for i, fd := range *c.files.fds {
+		if fd != fds[i] {
+			t.Errorf("%s opened again (%d, was %d)", c.files.names[i], fd, fds[i])
+		}
+	}
+
+	if err := syscall.Close(fds[statFile]); err != nil {
+		t.Fatal(err)
+	}
+	write("42/stat", stat(400, ""))
+	if got := cpu(); got != 4 {
+		t.Fatalf("cpu %v after its descriptor failed, want 4", got)
+	}
+	if (*c.files.fds)[statFile] < 0 {
+		t.Error("stat not open again")
 	}
 }

@@ -5,13 +5,12 @@ package process
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -134,50 +133,37 @@ func (c collector) bootTime() (int64, error) {
 // opening one costs more than reading it (three times as much for net/netstat, whose path
 // crosses the network namespace). A file that fails to read is closed and opened again.
 type files struct {
-	mu    sync.Mutex // held for a whole collection: one reader of the descriptors and of buf
+	mu    sync.Mutex // held for a whole collection: one reader of the files and of buf
 	buf   []byte
 	names []string
-	fds   *[]int // -1: not open; separate from files so that its cleanup can close them
+	open  []*os.File // nil: not open
 }
 
 func newFiles(names ...string) *files {
-	fds := make([]int, len(names))
-	for i := range fds {
-		fds[i] = -1
-	}
-	f := &files{buf: make([]byte, 0, 8<<10), names: names, fds: &fds}
-	runtime.AddCleanup(f, func(fds *[]int) {
-		for _, fd := range *fds {
-			if fd >= 0 {
-				_ = syscall.Close(fd)
-			}
-		}
-	}, f.fds)
-	return f
+	return &files{buf: make([]byte, 0, 8<<10), names: names, open: make([]*os.File, len(names))}
 }
 
 // read returns the content of file i (valid until the next read), at most maxFileBytes of it.
 func (f *files) read(i int) ([]byte, error) {
-	fds := *f.fds
 	for attempt := 0; ; attempt++ {
-		if fds[i] < 0 {
-			fd, err := syscall.Open(f.names[i], syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if f.open[i] == nil {
+			file, err := os.Open(f.names[i])
 			if err != nil {
 				return nil, err
 			}
-			fds[i] = fd
+			f.open[i] = file
 		}
-		b, err := pread(&f.buf, fds[i])
+		b, err := readAll(&f.buf, f.open[i])
 		if err == nil || attempt == 1 {
 			return b, err
 		}
-		_ = syscall.Close(fds[i])
-		fds[i] = -1
+		_ = f.open[i].Close()
+		f.open[i] = nil
 	}
 }
 
-// pread reads fd from offset 0 to its end into *bp (reused), at most maxFileBytes.
-func pread(bp *[]byte, fd int) ([]byte, error) {
+// readAll reads r from offset 0 to its end into *bp (reused), at most maxFileBytes.
+func readAll(bp *[]byte, r io.ReaderAt) ([]byte, error) {
 	b := (*bp)[:0]
 	for {
 		if len(b) == cap(b) {
@@ -186,17 +172,14 @@ func pread(bp *[]byte, fd int) ([]byte, error) {
 			}
 			b = append(b, 0)[:len(b)]
 		}
-		n, err := syscall.Pread(fd, b[len(b):cap(b)], int64(len(b)))
-		if err == syscall.EINTR {
-			continue
+		n, err := r.ReadAt(b[len(b):cap(b)], int64(len(b)))
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		if n == 0 {
-			break
-		}
-		b = b[:len(b)+n]
 	}
 	*bp = b
 	return b, nil
@@ -204,12 +187,12 @@ func pread(bp *[]byte, fd int) ([]byte, error) {
 
 // readFile reads a file once into *bp (reused), at most maxFileBytes of it.
 func readFile(bp *[]byte, name string) ([]byte, error) {
-	fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}
-	defer syscall.Close(fd)
-	return pread(bp, fd)
+	defer f.Close()
+	return readAll(bp, f)
 }
 
 var errParse = errors.New("unexpected format")

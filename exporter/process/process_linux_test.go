@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -295,9 +294,9 @@ func TestFilesAreKeptOpenAndReadFromTheStart(t *testing.T) {
 	if got := cpu(); got != 1 {
 		t.Fatalf("cpu %v, want 1", got)
 	}
-	fds := append([]int(nil), (*c.files.fds)...)
-	for i, fd := range fds {
-		if fd < 0 {
+	open := append([]*os.File(nil), c.files.open...)
+	for i, f := range open {
+		if f == nil {
 			t.Fatalf("%s not kept open", c.files.names[i])
 		}
 	}
@@ -309,20 +308,20 @@ func TestFilesAreKeptOpenAndReadFromTheStart(t *testing.T) {
 	if got := cpu(); got != 3 {
 		t.Fatalf("cpu %v after the file shrank, want 3", got)
 	}
-	for i, fd := range *c.files.fds {
-		if fd != fds[i] {
-			t.Errorf("%s opened again (%d, was %d)", c.files.names[i], fd, fds[i])
+	for i, f := range c.files.open {
+		if f != open[i] {
+			t.Errorf("%s opened again", c.files.names[i])
 		}
 	}
 
-	if err := syscall.Close(fds[statFile]); err != nil {
+	if err := open[statFile].Close(); err != nil {
 		t.Fatal(err)
 	}
 	write("42/stat", stat(400, ""))
 	if got := cpu(); got != 4 {
 		t.Fatalf("cpu %v after its descriptor failed, want 4", got)
 	}
-	if (*c.files.fds)[statFile] < 0 {
+	if f := c.files.open[statFile]; f == nil || f == open[statFile] {
 		t.Error("stat not open again")
 	}
 }

@@ -31,6 +31,18 @@ func gather(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
 	return out
 }
 
+// writeFile writes content to dir/name, creating its directories: a fake /proc for a test.
+func writeFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func value(mf *dto.MetricFamily) float64 {
 	m := mf.Metric[0]
 	if m.Counter != nil {
@@ -96,13 +108,7 @@ func TestParsersAgreeWithProcfs(t *testing.T) {
 			"MPTcpExt: MPCapableSYNRX\nMPTcpExt: 5\n",
 	}
 	for name, content := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, dir, name, content)
 	}
 	fs, err := procfs.NewFS(dir)
 	if err != nil {
@@ -204,16 +210,7 @@ func BenchmarkCollect(b *testing.B) {
 // only while it could not be read.
 func TestBootTimeIsReadOnce(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) {
-		t.Helper()
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, content string) { t.Helper(); writeFile(t, dir, name, content) }
 	write("42/stat", "42 (a) S 1 42 42 0 -1 4194560 1534 0 0 0 1234 567 0 0 20 0 9 0 98765 1327284224 12345 "+
 		"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
 	c, err := newCollector(dir, 42)
@@ -253,16 +250,7 @@ func TestBootTimeIsReadOnce(t *testing.T) {
 // descriptor that fails is closed and the file opened again within the same collection.
 func TestFilesAreKeptOpenAndReadFromTheStart(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) {
-		t.Helper()
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, content string) { t.Helper(); writeFile(t, dir, name, content) }
 	stat := func(utime int, pad string) string {
 		return "42 (a" + pad + ") S 1 42 42 0 -1 4194560 1534 0 0 0 " + strconv.Itoa(utime) + " 0 0 0 20 0 9 0 98765 1327284224 12345 " +
 			"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,10 +24,8 @@ const userHZ = 100
 const maxFileBytes = 1 << 20
 
 type collector struct {
-	proc  string // /proc
-	fs    procfs.FS
-	pid   func() int
-	btime *atomic.Int64 // the boot time, from /proc/stat, read once: 0 until then
+	proc  string      // /proc
+	self  procfs.Proc // this process
 	files *files
 }
 
@@ -48,8 +45,12 @@ func newCollector(proc string, pid int) (collector, error) {
 	if err != nil {
 		return collector{}, err
 	}
+	self, err := fs.Proc(pid)
+	if err != nil {
+		return collector{}, err
+	}
 	dir := proc + "/" + strconv.Itoa(pid) + "/"
-	return collector{proc: proc, fs: fs, pid: func() int { return pid }, btime: new(atomic.Int64), files: newFiles(dir+"stat", dir+"limits", dir+"net/netstat")}, nil
+	return collector{proc: proc, self: self, files: newFiles(dir+"stat", dir+"limits", dir+"net/netstat")}, nil
 }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
@@ -71,10 +72,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	f := c.files
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	proc, err := c.fs.Proc(c.pid())
-	if err != nil {
-		return
-	}
 
 	if b, err := f.read(statFile); err == nil {
 		if st, err := parseStat(b); err == nil {
@@ -87,7 +84,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	if fds, err := proc.FileDescriptorsLen(); err == nil {
+	if fds, err := c.self.FileDescriptorsLen(); err == nil {
 		ch <- prometheus.MustNewConstMetric(openFDsDesc, prometheus.GaugeValue, float64(fds))
 	}
 
@@ -111,7 +108,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 // every scrape for a value that does not change while the machine runs. The caller holds
 // c.files.mu.
 func (c collector) bootTime() (int64, error) {
-	if v := c.btime.Load(); v != 0 {
+	if v := c.files.btime; v != 0 {
 		return v, nil
 	}
 	b, err := readFile(&c.files.buf, c.proc+"/stat")
@@ -122,9 +119,7 @@ func (c collector) bootTime() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if v != 0 {
-		c.btime.Store(int64(v))
-	}
+	c.files.btime = int64(v)
 	return int64(v), nil
 }
 
@@ -137,6 +132,7 @@ type files struct {
 	buf   []byte
 	names []string
 	open  []*os.File // nil: not open
+	btime int64      // the boot time, from /proc/stat, read once: 0 until then
 }
 
 func newFiles(names ...string) *files {

@@ -126,7 +126,6 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily, encoded []b
 		}
 		p.series += pt.series
 		p.families = append(p.families, pt)
-		p.bytes += pt.size()
 		return nil
 	}
 	// Every metric is a series at least: refuse a push of more metrics than the group may hold
@@ -198,6 +197,10 @@ func (s *MemoryStore) prepare(key Key, families []*dto.MetricFamily, encoded []b
 		slices.SortFunc(p.families, byPartName)
 	}
 	sc.pack()
+	// Sized once packed: a part's text, with its hashes after it, is only then in its block.
+	for _, pt := range p.families {
+		p.bytes += pt.size()
+	}
 	return p, nil
 }
 

@@ -220,6 +220,42 @@ func TestByteBudget(t *testing.T) {
 	}
 }
 
+// TestBudgetCountsWhatIsStored: a push is checked against the budget with the bytes its parts
+// take once stored (their text, the series hashes after it, the protobuf), so a budget one byte
+// short of two groups holds one, and a replacement of the same content changes nothing.
+func TestBudgetCountsWhatIsStored(t *testing.T) {
+	fams := func(i int) []*dto.MetricFamily {
+		return []*dto.MetricFamily{histogram("h", 40), gauge(fmt.Sprintf("g%d", i%2), 1, "a", "1", "b", "2")}
+	}
+	free := store.New(store.Options{})
+	var first store.PushResult
+	for i := range 2 {
+		res, err := free.Push(store.PushRequest{Key: store.MustKey("job", fmt.Sprintf("g%d", i)), Families: fams(i), Replace: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = res
+		}
+	}
+	one := free.Groups()[0].Bytes
+	if first.Bytes <= 0 || first.Bytes >= one || one-first.Bytes > 4<<10 {
+		t.Errorf("a push reports %d bytes, its group takes %d: the group's bookkeeping is not the difference", first.Bytes, one)
+	}
+	two := free.Usage().Bytes
+
+	s := store.New(store.Options{Limits: store.Limits{MaxBytes: two - 1}})
+	mustPush(t, s, store.MustKey("job", "g0"), fams(0)...)
+	refused(t, push(s, store.MustKey("job", "g1"), fams(1)...), store.KindTooLarge, store.LimitBytes, "budget")
+	if u := s.Usage().Bytes; u != one {
+		t.Errorf("store holds %d bytes after one group, want %d", u, one)
+	}
+	mustPush(t, s, store.MustKey("job", "g0"), fams(0)...)
+	if u := s.Usage().Bytes; u != one {
+		t.Errorf("store holds %d bytes after the group was replaced by the same content, want %d", u, one)
+	}
+}
+
 // TestExpiredGroupsNeverBlockNewOnes: at the group limit, an expired group is forgotten to make
 // room; only fresh groups can fill the store.
 func TestExpiredGroupsNeverBlockNewOnes(t *testing.T) {
